@@ -1,0 +1,64 @@
+# avatarchat — run `make run` to start everything, `make test` to test everything.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV          ?= uv
+PY          := .venv/bin/python
+STATE       ?= .state
+PROTO_SRC   := $(wildcard protos/avatarchat/v1/*.proto)
+PROTO_OUT   := packages/avatarchat/avatarchat/v1
+PROTO_STAMP := $(PROTO_OUT)/.generated
+APT_PKGS    := chromium fonts-dejavu-core cmake build-essential
+export UV_LINK_MODE ?= copy
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: help install system-deps protos run test bench lint check images k8s-check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+system-deps: ## Install the Debian packages the stack and its tests need (root, apt)
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo ">> installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+.venv/.synced: pyproject.toml uv.lock packages/avatarchat/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@command -v $(UV) >/dev/null || { echo ">> installing uv"; python3 -m pip install -q uv; }
+	@echo ">> installing Python packages (the first run builds llama-cpp-python: ~9 min on 2 cores)"
+	$(UV) sync --all-packages --frozen
+	@touch $@
+
+$(PROTO_STAMP): $(PROTO_SRC) .venv/.synced
+	@mkdir -p $(PROTO_OUT)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=packages/avatarchat --pyi_out=packages/avatarchat \
+	  --grpc_python_out=packages/avatarchat $(PROTO_SRC)
+	@touch $(PROTO_OUT)/__init__.py $@
+	@echo ">> generated $(PROTO_OUT)"
+
+install: system-deps .venv/.synced $(PROTO_STAMP) ## Install everything that is missing
+
+protos: .venv/.synced ## Generate the Python code for protos/ into the avatarchat package
+	@rm -f $(PROTO_STAMP)
+	@$(MAKE) --no-print-directory $(PROTO_STAMP)
+
+run: install ## Start nats-server, every service and the web UI on this machine
+	$(PY) -m avatarchat.devstack --state $(STATE)
+
+test: install ## Run every test (unit, gRPC, NATS, end to end, browser, manifests)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install ## Measure latency and throughput; writes bench-results/*.json
+	$(PY) -m bench $(BENCH_ARGS)
+
+lint: install ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy packages/avatarchat/avatarchat services/*/avatarchat_*
+
+check: lint ## Alias for lint
+
+clean: ## Remove generated code, state and the virtualenv
+	rm -rf .venv $(PROTO_OUT) $(STATE) .pytest_cache .ruff_cache .mypy_cache artifacts bench-results

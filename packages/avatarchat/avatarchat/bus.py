@@ -1,0 +1,100 @@
+"""NATS: one connection helper and the JetStream resources the system uses.
+
+- Stream ``AVATAR_EVENTS`` carries ``avatar.events.<session_id>`` (protobuf ``AvatarEvent``)
+  with a bounded age, so an edge that reconnects replays what it missed.
+- Object store ``avatarchat-clips`` holds clip audio and video with a TTL.
+- KV bucket ``avatarchat-history`` holds conversation history when the llm service is
+  configured for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StreamConfig
+from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from avatarchat import log
+
+_log = log.get("avatarchat.bus")
+
+EVENTS_STREAM = "AVATAR_EVENTS"
+EVENTS_SUBJECT_PREFIX = "avatar.events"
+CLIPS_BUCKET = "avatarchat-clips"
+HISTORY_BUCKET = "avatarchat-history"
+
+
+def events_subject(session_id: str) -> str:
+    """The subject a session's avatar events are published on."""
+    return f"{EVENTS_SUBJECT_PREFIX}.{session_id}"
+
+
+async def connect(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NATS:
+    """Connects with unlimited reconnects, logging each state change."""
+
+    async def on_error(exc: Exception) -> None:
+        _log.warning("nats.error", error=str(exc) or type(exc).__name__)
+
+    async def on_disconnected() -> None:
+        _log.warning("nats.disconnected")
+
+    async def on_reconnected() -> None:
+        _log.info("nats.reconnected", url=str(nc.connected_url.netloc if nc.connected_url else ""))
+
+    nc = await nats.connect(
+        servers=[url],
+        name=name,
+        connect_timeout=connect_timeout_s,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+    _log.info("nats.connected", url=url)
+    return nc
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long things live in JetStream."""
+
+    events_max_age_s: float = 600.0
+    clips_ttl_s: float = 3600.0
+    history_ttl_s: float = 7 * 24 * 3600.0
+
+
+async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> None:
+    config = StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
+        max_age=retention.events_max_age_s,
+        description="avatar clip events per session",
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # exists with another configuration: bring it up to date
+        await js.update_stream(config)
+
+
+async def ensure_clips_store(js: JetStreamContext, retention: Retention) -> ObjectStore:
+    return await js.create_object_store(
+        CLIPS_BUCKET,
+        config=ObjectStoreConfig(ttl=retention.clips_ttl_s, description="avatar clip media"),
+    )
+
+
+async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyValue:
+    return await js.create_key_value(
+        KeyValueConfig(
+            bucket=HISTORY_BUCKET,
+            history=1,
+            ttl=retention.history_ttl_s,
+            description="conversation history per session",
+        )
+    )

@@ -1,0 +1,242 @@
+"""Runs the whole stack on this machine: ``make run``.
+
+Starts nats-server (JetStream, data under ``--state``), then every service package that is
+installed (stt, llm, avatar, edge), each as its own process with its own port, waits until each
+reports ready, prints the URL and streams their logs with a name prefix. Ctrl-C or SIGTERM stops
+them in reverse order, each with its graceful shutdown.
+
+The end-to-end tests start the stack through the same ``Stack`` class, on free ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from avatarchat.nats_server import NatsServer, free_port
+
+# name, module, readiness kind, default port
+SERVICES: tuple[tuple[str, str, str, int], ...] = (
+    ("stt", "avatarchat_stt", "grpc", 50051),
+    ("llm", "avatarchat_llm", "grpc", 50052),
+    ("avatar", "avatarchat_avatar", "grpc", 50053),
+    ("edge", "avatarchat_edge", "http", 8080),
+)
+
+
+def installed_services() -> list[str]:
+    """Services whose package has a ``__main__`` module; others are not faked."""
+    return [name for name, module, _, _ in SERVICES if importlib.util.find_spec(f"{module}.__main__")]
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    ports: dict[str, int] = field(default_factory=dict)
+    nats_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[str] | None = None
+    log_prefix: bool = True
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nats: NatsServer | None = None
+
+    def __post_init__(self) -> None:
+        self.services = self.services if self.services is not None else installed_services()
+        for name, _, _, default in SERVICES:
+            self.ports.setdefault(name, default)
+
+    @property
+    def edge_url(self) -> str:
+        scheme = "https" if self.env.get("AVATARCHAT_EDGE_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.ports['edge']}"
+
+    def child_env(self) -> dict[str, str]:
+        assert self.nats is not None and self.services is not None
+        env = dict(os.environ)
+        env.update(
+            {
+                "AVATARCHAT_NATS_URL": self.nats.url,
+                "AVATARCHAT_STT_PORT": str(self.ports["stt"]),
+                "AVATARCHAT_LLM_PORT": str(self.ports["llm"]),
+                "AVATARCHAT_AVATAR_PORT": str(self.ports["avatar"]),
+                "AVATARCHAT_EDGE_PORT": str(self.ports["edge"]),
+                "AVATARCHAT_STT_ADDR": f"127.0.0.1:{self.ports['stt']}" if "stt" in self.services else "",
+                "AVATARCHAT_LLM_ADDR": f"127.0.0.1:{self.ports['llm']}" if "llm" in self.services else "",
+                "AVATARCHAT_AVATAR_ADDR": (
+                    f"127.0.0.1:{self.ports['avatar']}" if "avatar" in self.services else ""
+                ),
+            }
+        )
+        if self.log_prefix and sys.stderr.isatty():
+            env.setdefault("AVATARCHAT_LOG_FORMAT", "console")
+        env.update(self.env)
+        return env
+
+    def start(self, timeout_s: float = 180.0) -> Stack:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.nats = NatsServer(
+            self.state_dir / "nats", port=self.nats_port, log_file=self.state_dir / "nats.log"
+        ).start()
+        _say(f"nats-server on {self.nats.url} (JetStream data in {self.state_dir / 'nats'})")
+        env = self.child_env()
+        assert self.services is not None
+        try:
+            for name, module, _, _ in SERVICES:
+                if name in self.services:
+                    self._spawn(name, module, env)
+            for name, _, kind, _ in SERVICES:
+                if name in self.services:
+                    self._wait_ready(name, kind, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, module: str, env: dict[str, str]) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
+
+    def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        log_path = self.state_dir / f"{name}.log"
+        with open(log_path, "ab") as log_file:
+            for line in proc.stdout:
+                log_file.write(line)
+                log_file.flush()
+                if self.log_prefix:
+                    sys.stderr.write(f"{name:>6} | {line.decode(errors='replace')}")
+
+    def _wait_ready(self, name: str, kind: str, timeout_s: float) -> None:
+        port = self.ports[name]
+        deadline = time.monotonic() + timeout_s
+        last_note = time.monotonic()
+        _say(f"waiting for {name} on port {port} ...")
+        while True:
+            proc = self.processes[name]
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with code {proc.returncode}; see {self.state_dir / (name + '.log')}"
+                )
+            if _ready(kind, port, self.edge_url):
+                _say(f"{name} ready on port {port}")
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not ready after {timeout_s:.0f} s")
+            if time.monotonic() - last_note > 15:
+                _say(f"still waiting for {name} (loading its model?)")
+                last_note = time.monotonic()
+            time.sleep(0.2)
+
+    def stop_service(self, name: str, timeout_s: float = 30.0) -> None:
+        proc = self.processes.pop(name, None)
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def restart_service(self, name: str, timeout_s: float = 180.0) -> None:
+        self.stop_service(name)
+        module, kind = {n: (m, k) for n, m, k, _ in SERVICES}[name]
+        self._spawn(name, module, self.child_env())
+        self._wait_ready(name, kind, timeout_s)
+
+    def stop(self) -> None:
+        for name, *_ in reversed(SERVICES):
+            self.stop_service(name)
+        if self.nats:
+            self.nats.stop()
+            self.nats = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _ready(kind: str, port: int, edge_url: str) -> bool:
+    if kind == "grpc":
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                response = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
+                )
+            return response.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+    try:
+        import ssl
+
+        ctx = ssl._create_unverified_context()
+        with urllib.request.urlopen(f"{edge_url}/readyz", timeout=1.0, context=ctx) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"  make | {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--state", type=Path, default=Path(".state"), help="data and logs folder")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AVATARCHAT_EDGE_PORT", 8080)))
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed cert")
+    args = parser.parse_args(argv)
+    env: dict[str, str] = {}
+    if args.tls or os.environ.get("AVATARCHAT_TLS") == "1":
+        from avatarchat.selfsigned import ensure_certificate
+
+        cert, key = ensure_certificate(args.state / "tls")
+        env["AVATARCHAT_EDGE_TLS_CERT"] = str(cert)
+        env["AVATARCHAT_EDGE_TLS_KEY"] = str(key)
+    stack = Stack(state_dir=args.state, ports={"edge": args.port}, env=env)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        stack.start()
+    except (RuntimeError, TimeoutError) as exc:
+        _say(f"failed to start: {exc}")
+        return 1
+    _say(f"avatarchat is up: open {stack.edge_url}/  (Ctrl-C stops everything)")
+    try:
+        while not stop.is_set():
+            for name, proc in list(stack.processes.items()):
+                if proc.poll() is not None:
+                    _say(f"{name} exited with code {proc.returncode}; stopping the stack")
+                    stop.set()
+            stop.wait(0.5)
+    finally:
+        _say("stopping ...")
+        stack.stop()
+        _say("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
