@@ -45,7 +45,7 @@ protos: .venv/.synced ## Generate the Python code for protos/ into the avatarcha
 	@$(MAKE) --no-print-directory $(PROTO_STAMP)
 
 run: install ## Start nats-server, every service and the web UI on this machine
-	$(PY) -m avatarchat.devstack --state $(STATE)
+	$(PY) -m avatarchat.devstack --state $(STATE) $(if $(TLS),--tls)
 
 test: install ## Run every test (unit, gRPC, NATS, end to end, browser, manifests)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -193,9 +193,10 @@ class GrpcHost:
         reflection.enable_server_reflection(
             [*self.service_names[1:], health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind gRPC port {host}:{port}; is it already in use?")
+        try:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind gRPC port {host}:{port}; is it already in use?") from exc
 
     async def start(self) -> None:
         await self.set_serving(False)

@@ -1,0 +1,26 @@
+"""JetStream resources against a real nats-server."""
+
+from avatarchat import bus
+from avatarchat.nats_server import NatsServer
+
+
+async def test_ensure_resources_is_idempotent_and_updates(nats_server: NatsServer) -> None:
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        js = nc.jetstream()
+        await bus.ensure_events_stream(js, bus.Retention(events_max_age_s=60))
+        await bus.ensure_events_stream(js, bus.Retention(events_max_age_s=120))
+        info = await js.stream_info(bus.EVENTS_STREAM)
+        assert info.config.max_age == 120
+        ack = await js.publish(bus.events_subject("s-1"), b"x")
+        assert ack.stream == bus.EVENTS_STREAM
+
+        store = await bus.ensure_clips_store(js, bus.Retention())
+        await store.put("c1.wav", b"RIFF")
+        assert (await store.get("c1.wav")).data == b"RIFF"
+
+        kv = await bus.ensure_history_kv(js, bus.Retention())
+        await kv.put("s-1", b"[]")
+        assert (await kv.get("s-1")).value == b"[]"
+    finally:
+        await nc.drain()
