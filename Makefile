@@ -60,5 +60,11 @@ lint: install ## ruff and mypy
 
 check: lint ## Alias for lint
 
+images: ## Build the service images with docker buildx (needs a Docker daemon)
+	python3 deploy/images.py $(IMAGES_ARGS)
+
+k8s-check: install ## Render, validate and lint the Kubernetes manifests and Dockerfiles (offline)
+	$(PY) deploy/check.py
+
 clean: ## Remove generated code, state and the virtualenv
 	rm -rf .venv $(PROTO_OUT) $(STATE) .pytest_cache .ruff_cache .mypy_cache artifacts bench-results
