@@ -1,0 +1,153 @@
+"""Wires the avatar service together: NATS, backends, the clip pipeline and the gRPC host.
+
+``python -m avatarchat_avatar`` and the tests build the service the same way. Everything that
+holds a connection, a pool or a session is registered on the caller's ``AsyncExitStack``, so
+shutdown releases it in reverse order: the pipeline stops first and NATS drains last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aiohttp
+from avatarchat import bus, log
+from avatarchat.grpc_server import GrpcHost
+from avatarchat.v1 import avatar_pb2_grpc
+
+from .config import AvatarConfig
+from .pipeline import ClipPipeline
+from .publisher import Publisher
+from .server import SERVICE_NAME, AvatarServicer
+from .speech import SpeechBackend
+from .video import LocalVideo, VideoBackend
+
+_log = log.get("avatarchat.avatar.app")
+
+
+class AvatarApp:
+    """The service: ``host`` serves as soon as it starts; ``load`` makes it ready."""
+
+    def __init__(self, config: AvatarConfig, stack: AsyncExitStack, *, host: str = "[::]") -> None:
+        self.config = config
+        self._stack = stack
+        self.servicer = AvatarServicer(None, max_text_chars=config.max_text_chars)
+        self.host = GrpcHost(
+            port=config.port,
+            service_names=[SERVICE_NAME],
+            register=lambda server: avatar_pb2_grpc.add_AvatarServiceServicer_to_server(
+                self.servicer, server
+            ),
+            host=host,
+        )
+        self.pipeline: ClipPipeline | None = None
+        self.publisher: Publisher | None = None
+        self._http_session: aiohttp.ClientSession | None = None
+
+    async def load(self) -> None:
+        """Connects NATS, prepares the stream and bucket, loads the backends, stores the rig."""
+        config = self.config
+        nc = await bus.connect(config.runtime.nats_url, name="avatarchat-avatar")
+        self._stack.push_async_callback(_drain, nc)
+        js = nc.jetstream()
+        await bus.ensure_events_stream(js, config.retention)
+        store = await bus.ensure_clips_store(js, config.retention)
+        self.publisher = Publisher(js, store)
+
+        speech = await self._speech_backend()
+        video = await self._video_backend()
+        warm = video.warm() if isinstance(video, LocalVideo) else asyncio.sleep(0)
+        await asyncio.gather(speech.load(), warm, self._store_rig(self.publisher))
+
+        pipeline = ClipPipeline(
+            speech=speech,
+            video=video,
+            publisher=self.publisher,
+            workers=config.workers,
+            queue_size=config.queue_size,
+            clip_timeout_s=config.clip_timeout_s,
+            registry_size=config.registry_size,
+        )
+        pipeline.start()
+        self._stack.push_async_callback(pipeline.close, config.runtime.shutdown_grace_s)
+        self.pipeline = pipeline
+        self.servicer.attach(pipeline)
+        _log.info(
+            "avatar.loaded",
+            tts=speech.name,
+            video=video.name,
+            voices=list(speech.voices()),
+            workers=config.workers,
+            queue_size=config.queue_size,
+        )
+
+    async def _http(self) -> aiohttp.ClientSession:
+        """One HTTP client session for the cloud backends, closed with the service."""
+        if self._http_session is None:
+            self._http_session = aiohttp.ClientSession()
+            self._stack.push_async_callback(self._http_session.close)
+        return self._http_session
+
+    async def _speech_backend(self) -> SpeechBackend:
+        if self.config.elevenlabs is not None:
+            from .elevenlabs_tts import ElevenLabsSpeech
+
+            return ElevenLabsSpeech(self.config.elevenlabs, await self._http())
+        from .piper_tts import PiperSpeech
+
+        return PiperSpeech()
+
+    async def _video_backend(self) -> VideoBackend:
+        if self.config.did is not None:
+            from .did import DidVideo
+
+            return DidVideo(self.config.did, await self._http())
+        return LocalVideo(self._render_executor(), workers=self.config.workers)
+
+    def _render_executor(self) -> Executor:
+        workers = self.config.workers
+        executor: Executor
+        if self.config.render_pool == "process":
+            executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        else:
+            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+        self._stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+        return executor
+
+    async def _store_rig(self, publisher: Publisher) -> None:
+        from .rig import export_browser_rig
+
+        assets = await asyncio.to_thread(export_browser_rig)
+        for name, data in assets.items():
+            await publisher.put(f"rig/{name}", data)
+        _log.info("rig.stored", assets=len(assets), bytes=sum(len(d) for d in assets.values()))
+
+
+@asynccontextmanager
+async def serving(config: AvatarConfig, *, host: str = "[::]") -> AsyncIterator[AvatarApp]:
+    """Runs the service in this process until the block exits (tests and benchmarks)."""
+    async with AsyncExitStack() as stack:
+        app = AvatarApp(config, stack, host=host)
+        await app.host.start()
+        try:
+            await app.load()
+            await app.host.set_serving(True)
+            yield app
+        finally:
+            await app.host.stop(0)
+
+
+async def _drain(nc: object) -> None:
+    from nats.aio.client import Client
+
+    assert isinstance(nc, Client)
+    if not nc.is_closed:
+        try:
+            await nc.drain()
+        except Exception as exc:  # already closing or disconnected: nothing left to flush
+            _log.warning("nats.drain_failed", error=type(exc).__name__)

@@ -1,0 +1,1 @@
+"""Drawing the character: geometry, palette and the Pillow drawings of every layer."""

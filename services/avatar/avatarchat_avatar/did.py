@@ -1,0 +1,194 @@
+"""D-ID video: the talks API (``POST /talks``, then ``GET /talks/{id}`` until it is done).
+
+The talk is created from the configured presenter image (``AVATARCHAT_DID_SOURCE_URL``) and a
+text script spoken by a Microsoft voice (``AVATARCHAT_DID_VOICE``); D-ID synthesises the
+speech in the video itself. The service polls with exponential backoff until the talk is
+``done``, ``error`` or ``rejected``, downloads ``result_url`` and returns the MP4, which the
+pipeline copies into the object store before publishing clip-ready.
+
+Authentication is D-ID's documented ``Authorization: Basic <DID_API_KEY>``, with the key sent
+exactly as the D-ID Studio shows it; it is never logged, and never sent to ``result_url``
+(a pre-signed storage URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+from avatarchat import errors, log
+from avatarchat.v1 import events_pb2
+
+from .config import DidConfig
+from .speech import Speech
+from .video import RenderedVideo, probe_mp4
+
+_log = log.get("avatarchat.avatar.did")
+
+MAX_VIDEO_BYTES = 200 * 1024 * 1024
+_RETRYABLE_POLL_STATUSES = {429, 500, 502, 503, 504}
+
+
+class DidVideo:
+    name = "did"
+
+    def __init__(self, config: DidConfig, session: aiohttp.ClientSession) -> None:
+        self._config = config
+        self._session = session
+
+    async def render(
+        self, speech: Speech, timeline: events_pb2.Timeline, text: str
+    ) -> RenderedVideo:
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                talk_id = await self._create(text)
+                talk = await self._wait(talk_id)
+                data = await self._download(str(talk["result_url"]))
+        except TimeoutError as exc:
+            raise errors.DeadlineExceeded(
+                f"D-ID did not finish the video within {self._config.timeout_s:g} s "
+                "(AVATARCHAT_DID_TIMEOUT_S)"
+            ) from exc
+        video = await asyncio.to_thread(probe_mp4, data)
+        duration_s = talk.get("duration")
+        if isinstance(duration_s, int | float) and duration_s > 0 and not video.duration_ms:
+            video = RenderedVideo(
+                mp4=video.mp4,
+                duration_ms=round(duration_s * 1000),
+                fps=video.fps,
+                width=video.width,
+                height=video.height,
+            )
+        return video
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Basic {self._config.api_key}", "Accept": "application/json"}
+
+    async def _create(self, text: str) -> str:
+        body = {
+            "source_url": self._config.source_url,
+            "script": {
+                "type": "text",
+                "input": text,
+                "provider": {"type": "microsoft", "voice_id": self._config.voice},
+            },
+            "config": {"result_format": "mp4"},
+        }
+        status, payload = await self._call("POST", "/talks", json_body=body)
+        if status not in (200, 201):
+            raise _status_error(status, payload, "creating the talk")
+        talk_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(talk_id, str) or not talk_id:
+            raise errors.Unavailable("D-ID created a talk but its answer has no id")
+        _log.info("did.talk_created", talk_id=talk_id)
+        return talk_id
+
+    async def _wait(self, talk_id: str) -> dict[str, Any]:
+        delay = self._config.poll_initial_s
+        started = time.perf_counter()
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._config.poll_max_s)
+            status, talk = await self._call("GET", f"/talks/{talk_id}")
+            if status in _RETRYABLE_POLL_STATUSES:
+                _log.warning("did.poll_retry", talk_id=talk_id, http_status=status)
+                continue
+            if status != 200 or not isinstance(talk, dict):
+                raise _status_error(status, talk, f"checking talk {talk_id}")
+            state = talk.get("status")
+            if state == "done":
+                if not talk.get("result_url"):
+                    raise errors.Unavailable(f"D-ID talk {talk_id} is done but has no result_url")
+                _log.info(
+                    "did.talk_done",
+                    talk_id=talk_id,
+                    waited_s=round(time.perf_counter() - started, 2),
+                )
+                return talk
+            if state == "error":
+                raise errors.Unavailable(
+                    f"D-ID could not make the video: {_describe(talk.get('error'))}"
+                )
+            if state == "rejected":
+                raise errors.InvalidArgument(
+                    "D-ID rejected the talk (its moderation refused the image or the text): "
+                    f"{_describe(talk.get('error'))}"
+                )
+            if state not in ("created", "started"):
+                raise errors.Unavailable(f"D-ID talk {talk_id} has an unknown status {state!r}")
+
+    async def _call(
+        self, method: str, path: str, json_body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        url = f"{self._config.base_url}{path}"
+        try:
+            async with self._session.request(
+                method,
+                url,
+                json=json_body,
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response:
+                raw = await response.read()
+                try:
+                    payload = json.loads(raw) if raw else {}
+                except ValueError:
+                    payload = {"description": raw[:200].decode("utf-8", "replace")}
+                return response.status, payload
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise errors.Unavailable(
+                f"could not reach D-ID at {self._config.base_url} ({type(exc).__name__})"
+            ) from exc
+
+    async def _download(self, url: str) -> bytes:
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=120)) as response:
+                if response.status != 200:
+                    raise errors.Unavailable(
+                        f"downloading the D-ID video failed with HTTP {response.status}"
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > MAX_VIDEO_BYTES:
+                        raise errors.Unavailable("the D-ID video is larger than 200 MB")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise errors.Unavailable(
+                f"could not download the D-ID video ({type(exc).__name__})"
+            ) from exc
+
+
+def _describe(error: Any) -> str:
+    """D-ID errors look like ``{"kind": "...", "description": "..."}``."""
+    if isinstance(error, dict):
+        kind = error.get("kind") or error.get("message") or ""
+        description = error.get("description") or error.get("details") or ""
+        text = f"{kind}: {description}" if kind and description else (kind or description)
+        return str(text)[:300] or "no details"
+    return str(error)[:300] if error else "no details"
+
+
+def _status_error(status: int, payload: Any, doing: str) -> errors.ServiceError:
+    detail = _describe(payload)
+    if status == 401:
+        return errors.Unauthenticated(
+            f"D-ID rejected the API key (DID_API_KEY) while {doing}: {detail}"
+        )
+    if status == 403:
+        return errors.PermissionDenied(f"D-ID refused access while {doing}: {detail}")
+    if status == 402:
+        return errors.ResourceExhausted(
+            f"the D-ID account has run out of credits ({detail}); top it up or switch "
+            "AVATARCHAT_AVATAR_VIDEO back to local"
+        )
+    if status == 429:
+        return errors.ResourceExhausted(f"D-ID rate limit reached while {doing}: {detail}")
+    if status == 400:
+        return errors.InvalidArgument(f"D-ID refused the request while {doing}: {detail}")
+    return errors.Unavailable(f"D-ID answered HTTP {status} while {doing}: {detail}")
