@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import nats
@@ -20,6 +21,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from avatarchat import log
+from avatarchat.config import Env
 
 _log = log.get("avatarchat.bus")
 
@@ -34,8 +36,18 @@ def events_subject(session_id: str) -> str:
     return f"{EVENTS_SUBJECT_PREFIX}.{session_id}"
 
 
-async def connect(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NATS:
-    """Connects with unlimited reconnects, logging each state change."""
+async def connect(
+    url: str,
+    name: str,
+    *,
+    connect_timeout_s: float = 5.0,
+    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+) -> NATS:
+    """Connects with unlimited reconnects, logging each state change.
+
+    ``on_reconnected`` runs after each reconnect (the edge re-creates its JetStream consumers
+    from the last sequence it saw, so a restarted server costs it no event).
+    """
 
     async def on_error(exc: Exception) -> None:
         _log.warning("nats.error", error=str(exc) or type(exc).__name__)
@@ -43,8 +55,10 @@ async def connect(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NAT
     async def on_disconnected() -> None:
         _log.warning("nats.disconnected")
 
-    async def on_reconnected() -> None:
+    async def reconnected() -> None:
         _log.info("nats.reconnected", url=str(nc.connected_url.netloc if nc.connected_url else ""))
+        if on_reconnected is not None:
+            await on_reconnected()
 
     nc = await nats.connect(
         servers=[url],
@@ -54,7 +68,7 @@ async def connect(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NAT
         reconnect_time_wait=0.5,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
+        reconnected_cb=reconnected,
     )
     _log.info("nats.connected", url=url)
     return nc
@@ -62,11 +76,23 @@ async def connect(url: str, name: str, *, connect_timeout_s: float = 5.0) -> NAT
 
 @dataclass(frozen=True)
 class Retention:
-    """How long things live in JetStream."""
+    """How long things live in JetStream, and on how many servers (replicas)."""
 
     events_max_age_s: float = 600.0
     clips_ttl_s: float = 3600.0
     history_ttl_s: float = 7 * 24 * 3600.0
+    replicas: int = 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Retention:
+        """Shared by every service, so one deployment value configures each resource."""
+        env = Env(environ)
+        return cls(
+            events_max_age_s=env.float("AVATARCHAT_EVENTS_MAX_AGE_S", cls.events_max_age_s, min=1),
+            clips_ttl_s=env.float("AVATARCHAT_CLIPS_TTL_S", cls.clips_ttl_s, min=1),
+            history_ttl_s=env.float("AVATARCHAT_HISTORY_TTL_S", cls.history_ttl_s, min=1),
+            replicas=env.int("AVATARCHAT_NATS_REPLICAS", cls.replicas, min=1, max=5),
+        )
 
 
 async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> None:
@@ -74,6 +100,7 @@ async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> No
         name=EVENTS_STREAM,
         subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
         max_age=retention.events_max_age_s,
+        num_replicas=retention.replicas,
         description="avatar clip events per session",
     )
     try:
@@ -85,7 +112,9 @@ async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> No
 async def ensure_clips_store(js: JetStreamContext, retention: Retention) -> ObjectStore:
     return await js.create_object_store(
         CLIPS_BUCKET,
-        config=ObjectStoreConfig(ttl=retention.clips_ttl_s, description="avatar clip media"),
+        config=ObjectStoreConfig(
+            ttl=retention.clips_ttl_s, replicas=retention.replicas, description="avatar clip media"
+        ),
     )
 
 
@@ -95,6 +124,7 @@ async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyVa
             bucket=HISTORY_BUCKET,
             history=1,
             ttl=retention.history_ttl_s,
+            replicas=retention.replicas,
             description="conversation history per session",
         )
     )

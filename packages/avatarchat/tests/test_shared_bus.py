@@ -24,3 +24,14 @@ async def test_ensure_resources_is_idempotent_and_updates(nats_server: NatsServe
         assert (await kv.get("s-1")).value == b"[]"
     finally:
         await nc.drain()
+
+
+def test_retention_from_env() -> None:
+    import pytest
+
+    from avatarchat.config import ConfigError
+
+    r = bus.Retention.from_env({"AVATARCHAT_CLIPS_TTL_S": "60", "AVATARCHAT_NATS_REPLICAS": "3"})
+    assert (r.clips_ttl_s, r.replicas, r.events_max_age_s) == (60, 3, 600)
+    with pytest.raises(ConfigError, match="AVATARCHAT_NATS_REPLICAS"):
+        bus.Retention.from_env({"AVATARCHAT_NATS_REPLICAS": "0"})

@@ -115,7 +115,6 @@ class AvatarConfig:
         env = Env(environ)
         tts = env.choice("AVATARCHAT_AVATAR_TTS", "piper", SPEECH_BACKENDS)
         video = env.choice("AVATARCHAT_AVATAR_VIDEO", "local", VIDEO_BACKENDS)
-        defaults = Retention()
         return cls(
             runtime=RuntimeConfig.from_env(environ),
             port=env.int("AVATARCHAT_AVATAR_PORT", 50053, min=0, max=65535),
@@ -125,13 +124,7 @@ class AvatarConfig:
             clip_timeout_s=env.float("AVATARCHAT_AVATAR_CLIP_TIMEOUT_S", 240.0, min=1, max=3600),
             registry_size=env.int("AVATARCHAT_AVATAR_REGISTRY_SIZE", 1000, min=10, max=1_000_000),
             render_pool=env.choice("AVATARCHAT_AVATAR_RENDER_POOL", "thread", RENDER_POOLS),
-            retention=Retention(
-                events_max_age_s=env.float(
-                    "AVATARCHAT_EVENTS_MAX_AGE_S", defaults.events_max_age_s, min=1
-                ),
-                clips_ttl_s=env.float("AVATARCHAT_CLIPS_TTL_S", defaults.clips_ttl_s, min=1),
-                history_ttl_s=defaults.history_ttl_s,
-            ),
+            retention=Retention.from_env(environ),
             tts=tts,
             video=video,
             elevenlabs=ElevenLabsConfig.from_env(env) if tts == "elevenlabs" else None,
