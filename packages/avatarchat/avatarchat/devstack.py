@@ -50,6 +50,7 @@ class Stack:
     services: list[str] | None = None
     log_prefix: bool = True
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pumps: dict[str, threading.Thread] = field(default_factory=dict)
     nats: NatsServer | None = None
 
     def __post_init__(self) -> None:
@@ -113,7 +114,9 @@ class Stack:
             start_new_session=True,
         )
         self.processes[name] = proc
-        threading.Thread(target=self._pump, args=(name, proc), daemon=True).start()
+        pump = threading.Thread(target=self._pump, args=(name, proc), daemon=True)
+        self.pumps[name] = pump
+        pump.start()
 
     def _pump(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -155,6 +158,14 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # The log pump ends at EOF once the process is gone; then its pipe can be closed
+        # (an unclosed pipe is a ResourceWarning, an error under the test suite's settings).
+        pump = self.pumps.pop(name, None)
+        if proc is not None:
+            if pump is not None:
+                pump.join(timeout=5.0)
+            if proc.stdout is not None and (pump is None or not pump.is_alive()):
+                proc.stdout.close()
 
     def restart_service(self, name: str, timeout_s: float = 180.0) -> None:
         self.stop_service(name)

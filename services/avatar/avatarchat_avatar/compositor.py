@@ -138,7 +138,7 @@ class Compositor:
         shifted = torso.transform(
             (torso.width, torso.height + 4),
             Image.Transform.AFFINE,
-            (1, 0, 0, 0, 1, 2 - breath),
+            (1, 0, 0, 0, 1, -2 - breath),
             resample=Image.Resampling.BILINEAR,
             fillcolor=TRANSPARENT,
         )
