@@ -1,0 +1,113 @@
+"""The conversation chain: system prompt, the session's history window, the user's words, the model.
+
+It is LangChain's ``ChatPromptTemplate | chat model``; the history is loaded from our store
+before a reply and the turn is stored only once the reply has completed, so a cancelled or
+failed reply leaves the history as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from avatarchat import log
+from avatarchat.errors import Unavailable
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import Runnable
+
+from .history import HistoryStore, Message, window_of
+
+_log = log.get("avatarchat.llm.chain")
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    finish_reason: str
+
+
+def build_chain(system_prompt: str, model: BaseChatModel) -> Runnable:
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "{system_prompt}"),
+            MessagesPlaceholder("history"),
+            ("human", "{input}"),
+        ]
+    ).partial(system_prompt=system_prompt)
+    return prompt | model
+
+
+def to_langchain(messages: list[Message]) -> list[BaseMessage]:
+    return [
+        HumanMessage(m.text) if m.role == "user" else AIMessage(m.text) for m in messages
+    ]
+
+
+class Conversation:
+    """Replies within a session, with memory."""
+
+    def __init__(
+        self,
+        *,
+        model: BaseChatModel,
+        system_prompt: str,
+        store: HistoryStore,
+        window: int,
+        default_model_name: str,
+    ) -> None:
+        self._chain = build_chain(system_prompt, model)
+        self.store = store
+        self.ready = False  # set once the model and the store are ready
+        self._window = window
+        self._default_model_name = default_model_name
+
+    def check_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable("the llm service is still starting (loading its model); retry soon")
+
+    async def reply(self, session_id: str, text: str) -> AsyncIterator[Delta | Done]:
+        """Streams the reply as deltas; once it is complete, stores the turn and yields ``Done``."""
+        self.check_ready()
+        history = window_of(await self.store.load(session_id), self._window)
+        parts: list[str] = []
+        usage: dict[str, int] = {}
+        finish_reason, model_name = "stop", self._default_model_name
+        stream = self._chain.astream({"history": to_langchain(history), "input": text})
+        async with aclosing(stream):  # type: ignore[type-var]  # an async generator
+            async for chunk in stream:
+                if not isinstance(chunk, AIMessageChunk):
+                    continue
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield Delta(chunk.text)
+                if chunk.usage_metadata:
+                    usage = dict(chunk.usage_metadata)  # type: ignore[arg-type]
+                metadata = chunk.response_metadata
+                finish_reason = metadata.get("finish_reason") or finish_reason
+                model_name = metadata.get("model_name") or model_name
+        reply = "".join(parts)
+        await self.store.append(
+            session_id, [Message("user", text), Message("assistant", reply)]
+        )
+        _log.info(
+            "llm.reply", history_messages=len(history), chars=len(reply),
+            finish_reason=finish_reason, model=model_name,
+        )
+        yield Done(
+            text=reply,
+            prompt_tokens=int(usage.get("input_tokens", 0)),
+            completion_tokens=int(usage.get("output_tokens", 0)),
+            model=model_name,
+            finish_reason="length" if finish_reason == "length" else "stop",
+        )
