@@ -1,0 +1,95 @@
+"""``GET /ws``: checks access and capacity, then hands the socket to a ``Connection``.
+
+Refusals are sent as an error frame on an accepted socket, then a close with a specific code,
+because a browser cannot read the HTTP status of a refused WebSocket handshake.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import WSCloseCode, web
+from avatarchat import log
+
+from . import access
+from .config import EdgeConfig
+from .connection import Connection
+from .metrics import EdgeMetrics
+from .nats_link import NatsLink
+from .protocol import ErrorCode, error
+from .sessions import SessionRegistry
+from .upstream import Upstreams
+
+_log = log.get("avatarchat.edge.ws")
+
+CLOSE_TIMEOUT_S = 3.0
+
+
+class SocketRoute:
+    def __init__(
+        self,
+        *,
+        config: EdgeConfig,
+        sessions: SessionRegistry,
+        upstreams: Upstreams,
+        nats: NatsLink,
+        metrics: EdgeMetrics,
+        sockets: weakref.WeakSet[web.WebSocketResponse],
+    ) -> None:
+        self._config = config
+        self._sessions = sessions
+        self._upstreams = upstreams
+        self._nats = nats
+        self._metrics = metrics
+        self._sockets = sockets
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/ws", self.handle)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        config = self._config
+        ws = web.WebSocketResponse(
+            max_msg_size=config.max_frame_bytes,
+            heartbeat=config.heartbeat_s,
+            timeout=CLOSE_TIMEOUT_S,
+            # Frames are small JSON or already-compressed audio: deflate would only add latency.
+            compress=False,
+        )
+        if not ws.can_prepare(request).ok:
+            return web.json_response(
+                {"error": "this endpoint speaks WebSocket; see docs/protocol.md"},
+                status=426,
+                headers={"Upgrade": "websocket"},
+            )
+        refusal = access.check(request, config.tokens, config.allowed_origins)
+        if refusal is None and len(self._sockets) >= config.max_sessions:
+            refusal = access.Refusal(
+                ErrorCode.TOO_MANY_SESSIONS,
+                f"the server already holds {config.max_sessions} sessions; try again later",
+                WSCloseCode.TRY_AGAIN_LATER,
+            )
+        await ws.prepare(request)
+        if refusal is not None:
+            _log.info("ws.refused", code=str(refusal.code), remote=request.remote)
+            self._metrics.errors_total.labels(str(refusal.code)).inc()
+            await ws.send_json(error(refusal.code, refusal.message))
+            reason = refusal.message.encode("ascii", "replace")[:120]
+            await ws.close(code=refusal.close_code, message=reason)
+            return ws
+        self._sockets.add(ws)
+        self._metrics.sockets_active.inc()
+        connection = Connection(
+            ws,
+            config=config,
+            sessions=self._sessions,
+            upstreams=self._upstreams,
+            nats=self._nats,
+            metrics=self._metrics,
+        )
+        try:
+            await connection.run()
+        finally:
+            self._sockets.discard(ws)
+            self._metrics.sockets_active.dec()
+            self._metrics.sessions_remembered.set(len(self._sessions))
+        return ws
