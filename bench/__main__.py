@@ -105,10 +105,14 @@ async def scenario_avatar(stack: Stack, turns: int) -> list[dict[str, Any]]:
     await run_ws(ws_url, prompts[:1], avatar=True)
     ws = await run_ws(ws_url, prompts, avatar=True)
     rows = [
-        summarise("ws: text to first clip.speech", [t["first_clip_speech_ms"] for t in ws
-                                                    if t.get("first_clip_speech_ms") is not None]),
-        summarise("ws: text to first clip.ready", [t["first_clip_ready_ms"] for t in ws
-                                                   if t.get("first_clip_ready_ms") is not None]),
+        summarise(
+            "ws: text to first clip.speech",
+            [t["first_clip_speech_ms"] for t in ws if t.get("first_clip_speech_ms") is not None],
+        ),
+        summarise(
+            "ws: text to first clip.ready",
+            [t["first_clip_ready_ms"] for t in ws if t.get("first_clip_ready_ms") is not None],
+        ),
     ]
     assert stack.nats is not None
     tp = await throughput(f"127.0.0.1:{stack.ports['avatar']}", stack.nats.url, sessions=4)
@@ -154,7 +158,9 @@ async def main_async(args: argparse.Namespace) -> int:
             if "stt" in runnable:
                 results["stt (local pocketsphinx)"] = await scenario_stt(stack)
             if "avatar" in runnable:
-                results["avatar (piper + renderer)"] = await scenario_avatar(stack, args.avatar_turns)
+                results["avatar (piper + renderer)"] = await scenario_avatar(
+                    stack, args.avatar_turns
+                )
         finally:
             await asyncio.to_thread(stack.stop)
     print_table(results)
@@ -163,7 +169,10 @@ async def main_async(args: argparse.Namespace) -> int:
     out.write_text(
         json.dumps(
             {
-                "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": __import__("os").cpu_count(),
+                    "python": platform.python_version(),
+                },
                 "results": results,
             },
             indent=2,

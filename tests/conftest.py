@@ -15,7 +15,11 @@ from avatarchat.nats_server import free_port
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state: Path = tmp_path_factory.mktemp("stack")
     ports = {name: free_port() for name in ("stt", "llm", "avatar", "edge")}
-    env = {"AVATARCHAT_LOG_LEVEL": "info", "AVATARCHAT_LLM_TEMPERATURE": "0", "AVATARCHAT_LLM_THREADS": "1"}
+    env = {
+        "AVATARCHAT_LOG_LEVEL": "info",
+        "AVATARCHAT_LLM_TEMPERATURE": "0",
+        "AVATARCHAT_LLM_THREADS": "1",
+    }
     with Stack(state_dir=state, ports=ports, log_prefix=False, env=env) as running:
         yield running
 

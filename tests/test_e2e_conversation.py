@@ -10,7 +10,9 @@ import aiohttp
 from avatarchat.devstack import Stack
 
 
-async def receive_until(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 60) -> list[dict[str, Any]]:
+async def receive_until(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 60
+) -> list[dict[str, Any]]:
     frames = []
     while True:
         message = await ws.receive(timeout=timeout)
@@ -37,7 +39,9 @@ async def test_three_turns_remember_the_name(stack: Stack, ws_url: str) -> None:
     async with aiohttp.ClientSession() as http, http.ws_connect(ws_url) as ws:
         hello = await ws.receive_json(timeout=10)
         assert hello["type"] == "session" and hello["protocol"] == 1
-        await ws.send_json({"type": "session.start", "session_id": hello["session_id"], "avatar": False})
+        await ws.send_json(
+            {"type": "session.start", "session_id": hello["session_id"], "avatar": False}
+        )
         await receive_until(ws, "session")
 
         first = await say(ws, "Hello! My name is Alice. Please remember my name.")

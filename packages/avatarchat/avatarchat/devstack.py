@@ -38,7 +38,9 @@ SERVICES: tuple[tuple[str, str, str, int], ...] = (
 
 def installed_services() -> list[str]:
     """Services whose package has a ``__main__`` module; others are not faked."""
-    return [name for name, module, _, _ in SERVICES if importlib.util.find_spec(f"{module}.__main__")]
+    return [
+        name for name, module, _, _ in SERVICES if importlib.util.find_spec(f"{module}.__main__")
+    ]
 
 
 @dataclass
@@ -73,8 +75,12 @@ class Stack:
                 "AVATARCHAT_LLM_PORT": str(self.ports["llm"]),
                 "AVATARCHAT_AVATAR_PORT": str(self.ports["avatar"]),
                 "AVATARCHAT_EDGE_PORT": str(self.ports["edge"]),
-                "AVATARCHAT_STT_ADDR": f"127.0.0.1:{self.ports['stt']}" if "stt" in self.services else "",
-                "AVATARCHAT_LLM_ADDR": f"127.0.0.1:{self.ports['llm']}" if "llm" in self.services else "",
+                "AVATARCHAT_STT_ADDR": f"127.0.0.1:{self.ports['stt']}"
+                if "stt" in self.services
+                else "",
+                "AVATARCHAT_LLM_ADDR": f"127.0.0.1:{self.ports['llm']}"
+                if "llm" in self.services
+                else "",
                 "AVATARCHAT_AVATAR_ADDR": (
                     f"127.0.0.1:{self.ports['avatar']}" if "avatar" in self.services else ""
                 ),
@@ -215,7 +221,9 @@ def _say(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--state", type=Path, default=Path(".state"), help="data and logs folder")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AVATARCHAT_EDGE_PORT", 8080)))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("AVATARCHAT_EDGE_PORT", 8080))
+    )
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed cert")
     args = parser.parse_args(argv)
     env: dict[str, str] = {}

@@ -153,7 +153,10 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], context_vars: dict
                     await _abort(context, exc)
                 finally:
                     _summary(
-                        started, context, "error", messages=messages,
+                        started,
+                        context,
+                        "error",
+                        messages=messages,
                         error=errors.status_for(exc)[1],
                     )
             _summary(started, context, "ok", messages=messages)
@@ -238,7 +241,9 @@ async def run_until_signalled(
         load_task.result()  # a failed load raises here and the process exits non-zero
         await host.set_serving(True)
         _log.info(
-            "service.serving", service=name, port=host.port,
+            "service.serving",
+            service=name,
+            port=host.port,
             load_s=round(time.perf_counter() - started, 2),
         )
         await stop_task

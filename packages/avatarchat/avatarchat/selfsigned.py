@@ -16,11 +16,27 @@ def ensure_certificate(directory: Path, days: int = 365) -> tuple[Path, Path]:
         return cert, key
     names = ["DNS:localhost", "IP:127.0.0.1", f"DNS:{socket.gethostname()}"]
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
-         "-days", str(days), "-subj", "/CN=avatarchat-dev",
-         "-addext", f"subjectAltName={','.join(names)}",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            str(days),
+            "-subj",
+            "/CN=avatarchat-dev",
+            "-addext",
+            f"subjectAltName={','.join(names)}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     key.chmod(0o600)
     return cert, key

@@ -41,7 +41,9 @@ def test_required_and_choice() -> None:
 
 
 def test_runtime_config_reads_injected_environ() -> None:
-    config = RuntimeConfig.from_env({"AVATARCHAT_NATS_URL": "nats://n:1", "AVATARCHAT_SHUTDOWN_GRACE_S": "3"})
+    config = RuntimeConfig.from_env(
+        {"AVATARCHAT_NATS_URL": "nats://n:1", "AVATARCHAT_SHUTDOWN_GRACE_S": "3"}
+    )
     assert config.nats_url == "nats://n:1"
     assert config.shutdown_grace_s == 3.0
     assert config.log_format == "auto"

@@ -75,10 +75,16 @@ async def test_reflection_lists_services(host) -> None:
 @pytest.mark.parametrize(
     ("exc", "code", "message"),
     [
-        (errors.InvalidArgument("session_id is required"), grpc.StatusCode.INVALID_ARGUMENT,
-         "session_id is required"),
-        (errors.ResourceExhausted("slow down", retry_after_s=2.5), grpc.StatusCode.RESOURCE_EXHAUSTED,
-         "slow down"),
+        (
+            errors.InvalidArgument("session_id is required"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "session_id is required",
+        ),
+        (
+            errors.ResourceExhausted("slow down", retry_after_s=2.5),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "slow down",
+        ),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED, "the operation timed out"),
         (KeyError("secret"), grpc.StatusCode.INTERNAL, "internal error (KeyError)"),
     ],
