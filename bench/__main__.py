@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -165,21 +166,15 @@ async def main_async(args: argparse.Namespace) -> int:
             await asyncio.to_thread(stack.stop)
     print_table(results)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": __import__("os").cpu_count(),
-                    "python": platform.python_version(),
-                },
-                "results": results,
-            },
-            indent=2,
-        )
-    )
+    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    write_json(out, {**report, "results": results})
     print(f"\nwritten to {out}")
     return 0
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
 
 
 def main() -> int:

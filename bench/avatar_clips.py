@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import nats
+
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from avatarchat_avatar.watch import EventWatcher
 
@@ -43,7 +44,9 @@ def _p(values: list[float], q: float) -> float:
 
 
 async def _session(
-    stub: avatar_pb2_grpc.AvatarServiceStub, watcher: EventWatcher, session_id: str,
+    stub: avatar_pb2_grpc.AvatarServiceStub,
+    watcher: EventWatcher,
+    session_id: str,
     sentences: list[str],
 ) -> list[dict[str, Any]]:
     sent: list[tuple[str, float]] = []
@@ -85,7 +88,9 @@ async def throughput(
             per_session = await asyncio.gather(
                 *(
                     _session(
-                        stub, watcher, f"bench-{run}-{i}",
+                        stub,
+                        watcher,
+                        f"bench-{run}-{i}",
                         [SENTENCES[(i + j) % len(SENTENCES)] for j in range(sentences)],
                     )
                     for i in range(sessions)

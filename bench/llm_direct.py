@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import grpc
+
 from avatarchat.v1 import llm_pb2, llm_pb2_grpc
 
 
@@ -35,10 +36,12 @@ async def run_direct(addr: str, prompts: list[str], session_id: str) -> list[dic
             finished = time.perf_counter()
             if done is None:
                 raise RuntimeError(f"turn {n}: the reply stream ended without done")
-            results.append({
-                "ttfd_ms": ((first_delta or finished) - started) * 1000,
-                "done_ms": (finished - started) * 1000,
-                "prompt_tokens": done.prompt_tokens,
-                "completion_tokens": done.completion_tokens,
-            })
+            results.append(
+                {
+                    "ttfd_ms": ((first_delta or finished) - started) * 1000,
+                    "done_ms": (finished - started) * 1000,
+                    "prompt_tokens": done.prompt_tokens,
+                    "completion_tokens": done.completion_tokens,
+                }
+            )
     return results

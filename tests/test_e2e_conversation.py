@@ -11,11 +11,11 @@ from avatarchat.devstack import Stack
 
 
 async def receive_until(
-    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 60
+    ws: aiohttp.ClientWebSocketResponse, kind: str, limit_s: float = 60
 ) -> list[dict[str, Any]]:
     frames = []
     while True:
-        message = await ws.receive(timeout=timeout)
+        message = await ws.receive(timeout=limit_s)
         assert message.type == aiohttp.WSMsgType.TEXT, message
         frame = message.json()
         frames.append(frame)

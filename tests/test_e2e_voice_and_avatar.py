@@ -14,9 +14,9 @@ from tests import speech_corpus
 
 
 async def next_of(
-    ws: aiohttp.ClientWebSocketResponse, kinds: set[str], timeout: float = 90
+    ws: aiohttp.ClientWebSocketResponse, kinds: set[str], limit_s: float = 90
 ) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_s):
         while True:
             message = await ws.receive()
             assert message.type == aiohttp.WSMsgType.TEXT, message

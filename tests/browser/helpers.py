@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from avatarchat.devstack import Stack
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, WebSocket
+
+from avatarchat.devstack import Stack
 
 CHROMIUM = os.environ.get("AVATARCHAT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from avatarchat.devstack import Stack
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from avatarchat.devstack import Stack
 from tests.browser.helpers import (
     SentFrames,
     open_app,

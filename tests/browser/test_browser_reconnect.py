@@ -4,9 +4,9 @@ starts a new session if the server forgot it) and the conversation continues."""
 from __future__ import annotations
 
 import pytest
-from avatarchat.devstack import Stack
 from playwright.sync_api import Page, expect
 
+from avatarchat.devstack import Stack
 from tests.browser.helpers import SentFrames, open_app, screenshot, send_text
 
 pytestmark = pytest.mark.timeout(300)

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import Browser, Page
+
 from avatarchat.v1 import events_pb2
 from avatarchat_avatar.compositor import Compositor
 from avatarchat_avatar.motion import Animator
-from playwright.sync_api import Browser, Page
-
 from tests.browser.helpers import screenshot
 
 DRAW = """

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Playwright, expect
+
 from avatarchat.devstack import Stack
 from avatarchat.nats_server import free_port
 from avatarchat.selfsigned import ensure_certificate
-from playwright.sync_api import Playwright, expect
-
 from tests.browser.helpers import SentFrames, launch, screenshot
 
 

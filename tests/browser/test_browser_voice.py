@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avatarchat.devstack import Stack
 from playwright.sync_api import Browser, Page, Playwright, expect
 
+from avatarchat.devstack import Stack
 from tests.browser.helpers import PageErrors, SentFrames, launch, open_app, screenshot
 from tests.speech_corpus import silence, synthesize, wav_file
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from avatarchat.nats_server import NatsServer, free_port
+from avatarchat.nats_server import NatsServer
 
 # name, module, readiness kind, default port
 SERVICES: tuple[tuple[str, str, str, int], ...] = (
@@ -142,9 +142,8 @@ class Stack:
         while True:
             proc = self.processes[name]
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with code {proc.returncode}; see {self.state_dir / (name + '.log')}"
-                )
+                log_path = self.state_dir / f"{name}.log"
+                raise RuntimeError(f"{name} exited with code {proc.returncode}; see {log_path}")
             if _ready(kind, port, self.edge_url):
                 _say(f"{name} ready on port {port}")
                 return

@@ -28,7 +28,9 @@ def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> None:
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s:.0f} s")
+                raise TimeoutError(
+                    f"nothing listens on {host}:{port} after {timeout_s:.0f} s"
+                ) from None
             time.sleep(0.05)
 
 
@@ -60,7 +62,7 @@ class NatsServer:
 
     def start(self, timeout_s: float = 10.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),

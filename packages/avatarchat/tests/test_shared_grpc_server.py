@@ -23,13 +23,13 @@ class ScriptedLlm(llm_pb2_grpc.LlmServiceServicer):
     def __init__(self) -> None:
         self.raise_on_history: BaseException | None = None
 
-    async def GetHistory(self, request, context):  # noqa: N802
+    async def GetHistory(self, request, context):
         structlog.get_logger().info("handler.ran")
         if self.raise_on_history:
             raise self.raise_on_history
         return llm_pb2.GetHistoryResponse()
 
-    async def Reply(self, request, context) -> AsyncIterator[llm_pb2.ReplyEvent]:  # noqa: N802
+    async def Reply(self, request, context) -> AsyncIterator[llm_pb2.ReplyEvent]:
         yield llm_pb2.ReplyEvent(delta=llm_pb2.ReplyDelta(text="a"))
         raise errors.InvalidArgument("text is too long")
 

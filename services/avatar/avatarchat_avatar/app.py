@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
+
 from avatarchat import bus, log
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.v1 import avatar_pb2_grpc

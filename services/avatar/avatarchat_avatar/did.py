@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import aiohttp
+
 from avatarchat import errors, log
 from avatarchat.v1 import events_pb2
 

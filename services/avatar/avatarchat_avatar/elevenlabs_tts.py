@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
+
 from avatarchat import errors, log
 
 from .config import ElevenLabsConfig

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from avatarchat.v1 import events_pb2
-
 from avatarchat_avatar.gestures import COUNT_GESTURES, GESTURES
 from avatarchat_avatar.lipsync import VISEMES
 

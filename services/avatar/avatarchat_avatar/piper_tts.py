@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from avatarchat import log
 from avatarchat.errors import InvalidArgument
-
 from avatarchat_avatar.speech import PhonemeSpan, Speech
 
 if TYPE_CHECKING:

@@ -11,8 +11,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from avatarchat import bus, errors, log
-from avatarchat.v1 import events_pb2
 from nats.errors import (
     ConnectionClosedError,
     ConnectionReconnectingError,
@@ -24,6 +22,9 @@ from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.object_store import ObjectStore
+
+from avatarchat import bus, errors, log
+from avatarchat.v1 import events_pb2
 
 _log = log.get("avatarchat.avatar.publisher")
 

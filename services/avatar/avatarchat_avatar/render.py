@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 
 import av
-from avatarchat.v1 import events_pb2
 
+from avatarchat.v1 import events_pb2
 from avatarchat_avatar.character.geometry import CANVAS, FPS
 from avatarchat_avatar.compositor import Compositor
 from avatarchat_avatar.motion import Animator

@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 
 import grpc
+
 from avatarchat import errors, log
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 

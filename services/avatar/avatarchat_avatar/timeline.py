@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from avatarchat.v1 import events_pb2
-
 from avatarchat_avatar.gestures import plan_gestures
 from avatarchat_avatar.lipsync import VisemeSpan, viseme_track
 from avatarchat_avatar.speech import Speech

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import av
+
 from avatarchat import errors
 from avatarchat.v1 import events_pb2
 

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from avatarchat import bus
-from avatarchat.v1 import events_pb2
 from google.protobuf import json_format
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+
+from avatarchat import bus
+from avatarchat.v1 import events_pb2
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from avatarchat.config import ConfigError
 from avatarchat_avatar.config import DEFAULT_ELEVENLABS_VOICE, AvatarConfig
 
@@ -33,7 +34,10 @@ def test_overrides() -> None:
         }
     )
     assert (config.port, config.workers, config.queue_size, config.max_text_chars) == (
-        6000, 3, 5, 200,
+        6000,
+        3,
+        5,
+        200,
     )
     assert config.render_pool == "process"
     assert config.retention.clips_ttl_s == 60 and config.retention.events_max_age_s == 30
@@ -51,23 +55,36 @@ def test_overrides() -> None:
         ({"AVATARCHAT_AVATAR_TTS": "elevenlabs"}, "ELEVENLABS_API_KEY"),
         ({"AVATARCHAT_AVATAR_VIDEO": "did"}, "DID_API_KEY"),
         (
-            {"AVATARCHAT_AVATAR_TTS": "elevenlabs", "ELEVENLABS_API_KEY": "k",
-             "AVATARCHAT_ELEVENLABS_OUTPUT_FORMAT": "ulaw_8000"},
+            {
+                "AVATARCHAT_AVATAR_TTS": "elevenlabs",
+                "ELEVENLABS_API_KEY": "k",
+                "AVATARCHAT_ELEVENLABS_OUTPUT_FORMAT": "ulaw_8000",
+            },
             "AVATARCHAT_ELEVENLABS_OUTPUT_FORMAT",
         ),
         (
-            {"AVATARCHAT_AVATAR_TTS": "elevenlabs", "ELEVENLABS_API_KEY": "k",
-             "AVATARCHAT_ELEVENLABS_BASE_URL": "api.elevenlabs.io"},
+            {
+                "AVATARCHAT_AVATAR_TTS": "elevenlabs",
+                "ELEVENLABS_API_KEY": "k",
+                "AVATARCHAT_ELEVENLABS_BASE_URL": "api.elevenlabs.io",
+            },
             "AVATARCHAT_ELEVENLABS_BASE_URL",
         ),
         (
-            {"AVATARCHAT_AVATAR_VIDEO": "did", "DID_API_KEY": "k",
-             "AVATARCHAT_DID_SOURCE_URL": "face.png"},
+            {
+                "AVATARCHAT_AVATAR_VIDEO": "did",
+                "DID_API_KEY": "k",
+                "AVATARCHAT_DID_SOURCE_URL": "face.png",
+            },
             "AVATARCHAT_DID_SOURCE_URL",
         ),
         (
-            {"AVATARCHAT_AVATAR_VIDEO": "did", "DID_API_KEY": "k",
-             "AVATARCHAT_DID_POLL_INITIAL_S": "2", "AVATARCHAT_DID_POLL_MAX_S": "1"},
+            {
+                "AVATARCHAT_AVATAR_VIDEO": "did",
+                "DID_API_KEY": "k",
+                "AVATARCHAT_DID_POLL_INITIAL_S": "2",
+                "AVATARCHAT_DID_POLL_MAX_S": "1",
+            },
             "AVATARCHAT_DID_POLL_MAX_S",
         ),
     ],

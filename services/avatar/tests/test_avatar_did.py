@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from avatarchat import bus, errors
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc, events_pb2
@@ -110,8 +111,13 @@ class FakeDid:
         talk_id = f"tlk_{next(self._ids)}"
         self.talks[talk_id] = {"id": talk_id, "object": "talk", "status": "created", "polls": 0}
         return web.json_response(
-            {"id": talk_id, "object": "talk", "created_at": "2026-11-24T10:00:00.000Z",
-             "created_by": "test", "status": "created"},
+            {
+                "id": talk_id,
+                "object": "talk",
+                "created_at": "2026-11-24T10:00:00.000Z",
+                "created_by": "test",
+                "status": "created",
+            },
             status=201,
         )
 
@@ -134,8 +140,7 @@ class FakeDid:
             )
         answer = {"id": talk["id"], "object": "talk", "status": state, "source_url": SOURCE}
         if state == "done":
-            answer |= {"result_url": f"{self.base_url}/results/{talk['id']}.mp4",
-                       "duration": 1.2}
+            answer |= {"result_url": f"{self.base_url}/results/{talk['id']}.mp4", "duration": 1.2}
         elif state in ("error", "rejected"):
             answer["error"] = {"kind": "FaceError", "description": "no face detected"}
         return web.json_response(answer)
@@ -165,9 +170,14 @@ def reset(fake: FakeDid) -> None:
 
 def did_config(base_url: str, **overrides) -> DidConfig:
     values = {
-        "api_key": KEY, "base_url": base_url, "source_url": SOURCE,
-        "voice": "en-US-JennyNeural", "poll_initial_s": 0.01, "poll_max_s": 0.05,
-        "timeout_s": 10.0, **overrides,
+        "api_key": KEY,
+        "base_url": base_url,
+        "source_url": SOURCE,
+        "voice": "en-US-JennyNeural",
+        "poll_initial_s": 0.01,
+        "poll_max_s": 0.05,
+        "timeout_s": 10.0,
+        **overrides,
     }
     return DidConfig(**values)
 
@@ -187,7 +197,8 @@ async def test_talk_is_created_polled_and_downloaded(fake: FakeDid) -> None:
         {
             "source_url": SOURCE,
             "script": {
-                "type": "text", "input": "Hello from D-ID.",
+                "type": "text",
+                "input": "Hello from D-ID.",
                 "provider": {"type": "microsoft", "voice_id": "en-US-JennyNeural"},
             },
             "config": {"result_format": "mp4"},

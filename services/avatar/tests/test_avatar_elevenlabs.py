@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from avatarchat import errors
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
@@ -65,8 +66,9 @@ def _mp3(pcm: np.ndarray) -> bytes:
     out = io.BytesIO()
     with av.open(out, "w", format="mp3") as container:
         stream = container.add_stream("libmp3lame", rate=RATE, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1).astype(np.int16), format="s16",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            pcm.reshape(1, -1).astype(np.int16), format="s16", layout="mono"
+        )
         frame.sample_rate = RATE
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -89,8 +91,12 @@ class FakeElevenLabs:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(
-            {"voice": request.match_info["voice_id"], "query": dict(request.query),
-             "body": body, "key": request.headers.get("xi-api-key")}
+            {
+                "voice": request.match_info["voice_id"],
+                "query": dict(request.query),
+                "body": body,
+                "key": request.headers.get("xi-api-key"),
+            }
         )
         if request.headers.get("xi-api-key") != self.api_key:
             return web.json_response(
@@ -102,15 +108,26 @@ class FakeElevenLabs:
             return web.json_response(payload, status=status, headers=headers)
         if request.match_info["voice_id"] != VOICE:
             return web.json_response(
-                {"detail": {"status": "voice_not_found",
-                            "message": "A voice with the voice_id was not found."}},
+                {
+                    "detail": {
+                        "status": "voice_not_found",
+                        "message": "A voice with the voice_id was not found.",
+                    }
+                },
                 status=400,
             )
         text = body.get("text")
         if not isinstance(text, str) or not text:
             return web.json_response(
-                {"detail": [{"loc": ["body", "text"], "msg": "field required",
-                             "type": "value_error.missing"}]},
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "text"],
+                            "msg": "field required",
+                            "type": "value_error.missing",
+                        }
+                    ]
+                },
                 status=422,
             )
         pcm, starts, ends = _voice(text)
@@ -151,8 +168,13 @@ def reset(fake) -> None:
 
 def config(base_url: str, **overrides) -> ElevenLabsConfig:
     values = {
-        "api_key": KEY, "base_url": base_url, "voices": (VOICE,), "model_id": "eleven_flash_v2_5",
-        "output_format": "pcm_22050", "timeout_s": 10.0, **overrides,
+        "api_key": KEY,
+        "base_url": base_url,
+        "voices": (VOICE,),
+        "model_id": "eleven_flash_v2_5",
+        "output_format": "pcm_22050",
+        "timeout_s": 10.0,
+        **overrides,
     }
     return ElevenLabsConfig(**values)
 
@@ -188,19 +210,52 @@ async def test_mp3_speech_is_decoded_with_pyav(fake) -> None:
 @pytest.mark.parametrize(
     ("override", "error", "message"),
     [
-        ((429, {"detail": {"status": "too_many_concurrent_requests",
-                           "message": "Too many concurrent requests"}}, {"Retry-After": "3"}),
-         errors.ResourceExhausted, "Too many concurrent requests"),
-        ((422, {"detail": [{"loc": ["body", "model_id"], "msg": "invalid model",
-                            "type": "value_error"}]}, {}),
-         errors.InvalidArgument, "invalid model"),
+        (
+            (
+                429,
+                {
+                    "detail": {
+                        "status": "too_many_concurrent_requests",
+                        "message": "Too many concurrent requests",
+                    }
+                },
+                {"Retry-After": "3"},
+            ),
+            errors.ResourceExhausted,
+            "Too many concurrent requests",
+        ),
+        (
+            (
+                422,
+                {
+                    "detail": [
+                        {"loc": ["body", "model_id"], "msg": "invalid model", "type": "value_error"}
+                    ]
+                },
+                {},
+            ),
+            errors.InvalidArgument,
+            "invalid model",
+        ),
         ((500, {"detail": "internal"}, {}), errors.Unavailable, "HTTP 500"),
         ((200, {"no_audio": True}, {}), errors.Unavailable, "no audio_base64"),
         ((200, {"audio_base64": "***"}, {}), errors.Unavailable, "not valid base64"),
-        ((200, {"audio_base64": base64.b64encode(b"\x00\x01" * 100).decode(),
-                "alignment": {"characters": ["a"], "character_start_times_seconds": [],
-                              "character_end_times_seconds": [0.1]}}, {}),
-         errors.Unavailable, "alignment is malformed"),
+        (
+            (
+                200,
+                {
+                    "audio_base64": base64.b64encode(b"\x00\x01" * 100).decode(),
+                    "alignment": {
+                        "characters": ["a"],
+                        "character_start_times_seconds": [],
+                        "character_end_times_seconds": [0.1],
+                    },
+                },
+                {},
+            ),
+            errors.Unavailable,
+            "alignment is malformed",
+        ),
     ],
 )
 async def test_errors_map_to_status_codes(fake, override, error, message) -> None:

@@ -8,6 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from avatarchat_avatar.lipsync import (
     MIN_CRITICAL_MS,
     MIN_KEY_MS,

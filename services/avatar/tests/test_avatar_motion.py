@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from avatarchat.v1 import events_pb2
 from avatarchat_avatar.motion import IDLE, LIMITS, MOTIONS, Animator, Motion, envelope
 

@@ -84,13 +84,17 @@ async def test_cancel_drops_pending_speech_and_unblocks_later_clips() -> None:
         order.register("s1", c.clip_id, c.seq, speech_only=False)
     order.speech("s1", c2.clip_id, speech(c2))  # waiting behind clip 1
     order.finish(
-        "s1", c2.clip_id, ev.clip_failed(c2, reason="cancelled", code="CANCELLED"),
+        "s1",
+        c2.clip_id,
+        ev.clip_failed(c2, reason="cancelled", code="CANCELLED"),
         drop_speech=True,
     )
     order.speech("s1", c3.clip_id, speech(c3))
     order.finish("s1", c3.clip_id, ready(c3))
     order.finish(
-        "s1", c1.clip_id, ev.clip_failed(c1, reason="cancelled", code="CANCELLED"),
+        "s1",
+        c1.clip_id,
+        ev.clip_failed(c1, reason="cancelled", code="CANCELLED"),
         drop_speech=True,
     )
     await settle()
@@ -111,7 +115,10 @@ async def test_render_failure_after_speech_keeps_the_speech() -> None:
     order.finish("s1", c1.clip_id, ready(c1))
     await settle()
     assert rec.log() == [
-        (1, "speech_ready"), (2, "speech_ready"), (1, "clip_ready"), (2, "clip_failed"),
+        (1, "speech_ready"),
+        (2, "speech_ready"),
+        (1, "clip_ready"),
+        (2, "clip_failed"),
     ]
     await order.close(1)
 

@@ -15,12 +15,13 @@ import grpc
 import nats
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client as NATS
+
 from avatarchat import bus
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from avatarchat_avatar.app import AvatarApp, serving
 from avatarchat_avatar.config import AvatarConfig
 from avatarchat_avatar.watch import EventWatcher, Received
-from nats.aio.client import Client as NATS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -73,8 +74,10 @@ def stage(received: list[Received], *kinds: str) -> list[int]:
 
 async def test_events_follow_seq_order(avatar: Running) -> None:
     async with EventWatcher(avatar.nc, "order") as watcher:
-        ids = [await generate(avatar.stub, "order", seq, text)
-               for seq, text in enumerate(SENTENCES, start=1)]
+        ids = [
+            await generate(avatar.stub, "order", seq, text)
+            for seq, text in enumerate(SENTENCES, start=1)
+        ]
         for clip_id in ids:
             await watcher.wait_terminal(clip_id, timeout_s=120)
     received = watcher.received
@@ -129,9 +132,7 @@ async def test_cancelling_one_turn_leaves_the_others(avatar: Running) -> None:
 async def test_full_queue_is_resource_exhausted(avatar: Running) -> None:
     calls = [
         avatar.stub.GenerateClip(
-            avatar_pb2.GenerateClipRequest(
-                session_id="flood", turn_id="t1", seq=seq, text=LONG
-            ),
+            avatar_pb2.GenerateClipRequest(session_id="flood", turn_id="t1", seq=seq, text=LONG),
             timeout=10,
         )
         for seq in range(1, QUEUE_SIZE + 6)
@@ -165,8 +166,11 @@ async def test_a_seq_in_progress_cannot_be_reused(avatar: Running) -> None:
 async def test_a_nats_restart_mid_clip_delays_events_but_loses_none(fresh_nats_server) -> None:
     """NATS goes away while the video renders: the MP4 and clip-ready wait for it, once each."""
     config = AvatarConfig.from_env(
-        {"AVATARCHAT_NATS_URL": fresh_nats_server.url, "AVATARCHAT_AVATAR_PORT": "0",
-         "AVATARCHAT_SHUTDOWN_GRACE_S": "2"}
+        {
+            "AVATARCHAT_NATS_URL": fresh_nats_server.url,
+            "AVATARCHAT_AVATAR_PORT": "0",
+            "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
+        }
     )
     async with serving(config, host="127.0.0.1") as app:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.host.port}") as channel:

@@ -7,6 +7,7 @@ import contextlib
 
 import nats
 import pytest
+
 from avatarchat import bus, errors
 from avatarchat.v1 import events_pb2
 from avatarchat_avatar import publisher as ev
@@ -15,8 +16,9 @@ from avatarchat_avatar.watch import EventWatcher
 
 
 async def test_publish_and_put_wait_out_a_nats_restart(fresh_nats_server) -> None:
-    nc = await nats.connect(fresh_nats_server.url, max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.2)
+    nc = await nats.connect(
+        fresh_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+    )
     try:
         js = nc.jetstream()
         await bus.ensure_events_stream(js, bus.Retention())
@@ -47,8 +49,9 @@ async def test_publish_and_put_wait_out_a_nats_restart(fresh_nats_server) -> Non
 
 
 async def test_gives_up_with_unavailable_when_nats_stays_down(fresh_nats_server) -> None:
-    nc = await nats.connect(fresh_nats_server.url, max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.2)
+    nc = await nats.connect(
+        fresh_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2
+    )
     try:
         js = nc.jetstream()
         await bus.ensure_events_stream(js, bus.Retention())

@@ -9,6 +9,7 @@ import math
 import av
 import numpy as np
 import pytest
+
 from avatarchat.v1 import events_pb2
 from avatarchat_avatar.character.geometry import MOUTH_ANCHOR
 from avatarchat_avatar.compositor import Compositor

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from avatarchat_avatar.gestures import GESTURES
 from avatarchat_avatar.lipsync import VISEMES
 from avatarchat_avatar.motion import CHANNELS, MOUTH_LEVELS
 from avatarchat_avatar.rig import export_browser_rig
-from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,15 @@ import grpc
 import nats
 import pytest
 import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client as NATS
+
 from avatarchat import bus
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from avatarchat_avatar.app import AvatarApp, serving
 from avatarchat_avatar.config import AvatarConfig
 from avatarchat_avatar.rig import export_browser_rig
 from avatarchat_avatar.watch import EventWatcher
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from nats.aio.client import Client as NATS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -38,8 +39,11 @@ class Running:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def avatar(nats_server) -> AsyncIterator[Running]:
     config = AvatarConfig.from_env(
-        {"AVATARCHAT_NATS_URL": nats_server.url, "AVATARCHAT_AVATAR_PORT": "0",
-         "AVATARCHAT_SHUTDOWN_GRACE_S": "2"}
+        {
+            "AVATARCHAT_NATS_URL": nats_server.url,
+            "AVATARCHAT_AVATAR_PORT": "0",
+            "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
+        }
     )
     async with AsyncExitStack() as stack:
         app = await stack.enter_async_context(serving(config, host="127.0.0.1"))
@@ -165,12 +169,21 @@ async def test_cancel_and_get_bad_inputs(avatar: Running) -> None:
     )
     assert reply.cancelled == 0
     cases = [
-        (avatar.stub.CancelClips(avatar_pb2.CancelClipsRequest(), timeout=5),
-         grpc.StatusCode.INVALID_ARGUMENT, "session_id is required"),
-        (avatar.stub.GetClip(avatar_pb2.GetClipRequest(clip_id="nope"), timeout=5),
-         grpc.StatusCode.NOT_FOUND, "no clip 'nope'"),
-        (avatar.stub.GetClip(avatar_pb2.GetClipRequest(), timeout=5),
-         grpc.StatusCode.INVALID_ARGUMENT, "clip_id is required"),
+        (
+            avatar.stub.CancelClips(avatar_pb2.CancelClipsRequest(), timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "session_id is required",
+        ),
+        (
+            avatar.stub.GetClip(avatar_pb2.GetClipRequest(clip_id="nope"), timeout=5),
+            grpc.StatusCode.NOT_FOUND,
+            "no clip 'nope'",
+        ),
+        (
+            avatar.stub.GetClip(avatar_pb2.GetClipRequest(), timeout=5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "clip_id is required",
+        ),
     ]
     for call, code, message in cases:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

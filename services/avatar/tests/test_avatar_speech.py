@@ -9,6 +9,7 @@ import wave
 
 import numpy as np
 import pytest
+
 from avatarchat.errors import InvalidArgument
 from avatarchat_avatar.piper_tts import PiperSpeech
 from avatarchat_avatar.speech import PhonemeSpan, Speech, SpeechBackend

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from avatarchat_avatar.gestures import GESTURES
 from avatarchat_avatar.tags import Tag, gesture_for, parse_tags
 

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from avatarchat_avatar.gestures import GESTURES
 from avatarchat_avatar.lipsync import VISEMES
 from avatarchat_avatar.piper_tts import PiperSpeech

@@ -12,6 +12,7 @@ import ssl
 import sys
 
 from aiohttp import web
+
 from avatarchat import log
 from avatarchat.config import ConfigError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
+
 from avatarchat import log
 
 _log = log.get("avatarchat.edge.http")

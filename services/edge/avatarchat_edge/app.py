@@ -14,6 +14,7 @@ import weakref
 from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
+
 from avatarchat import log
 from avatarchat.v1 import llm_pb2
 

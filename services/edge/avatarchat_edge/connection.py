@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from aiohttp import WSMsgType, web
+
 from avatarchat import log
 from avatarchat.v1 import events_pb2, llm_pb2
 

@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from avatarchat import bus, log
-from avatarchat.v1 import events_pb2
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from avatarchat import bus, log
+from avatarchat.v1 import events_pb2
 
 from .nats_link import NatsLink
 from .sessions import Session

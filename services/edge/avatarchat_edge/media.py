@@ -16,9 +16,10 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from avatarchat import log
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
+
+from avatarchat import log
 
 from . import http_range
 from .nats_link import NatsLink, NatsUnavailable

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from avatarchat import bus, log
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
+
+from avatarchat import bus, log
 
 _log = log.get("avatarchat.edge.nats")
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+
 from avatarchat import log
 from avatarchat.v1 import llm_pb2
 

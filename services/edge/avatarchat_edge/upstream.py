@@ -12,8 +12,9 @@ import asyncio
 from dataclasses import dataclass
 
 import grpc
-from avatarchat.v1 import avatar_pb2_grpc, llm_pb2_grpc, stt_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from avatarchat.v1 import avatar_pb2_grpc, llm_pb2_grpc, stt_pb2_grpc
 
 from .protocol import ErrorCode
 

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+
 from avatarchat import log
 from avatarchat.v1 import stt_pb2
 

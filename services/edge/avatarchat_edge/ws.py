@@ -9,6 +9,7 @@ from __future__ import annotations
 import weakref
 
 from aiohttp import WSCloseCode, web
+
 from avatarchat import log
 
 from . import access

@@ -17,6 +17,7 @@ import aiohttp
 import grpc
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import (

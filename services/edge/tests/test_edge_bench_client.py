@@ -10,6 +10,7 @@ from typing import Any
 
 import nats
 import pytest
+
 from avatarchat import bus
 from avatarchat.v1 import avatar_pb2, events_pb2
 

@@ -10,9 +10,10 @@ import grpc
 import nats
 import pytest
 from aiohttp.test_utils import TestClient
+from nats.aio.client import Client as NATS
+
 from avatarchat import bus
 from avatarchat.v1 import events_pb2
-from nats.aio.client import Client as NATS
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from avatarchat.config import ConfigError
 from avatarchat_edge.config import EdgeConfig
 

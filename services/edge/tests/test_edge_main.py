@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
 from avatarchat.nats_server import free_port
 
 

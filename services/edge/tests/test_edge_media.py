@@ -10,9 +10,10 @@ from typing import Any
 import nats
 import pytest
 from aiohttp.test_utils import TestClient
-from avatarchat import bus
 from nats.js.api import ObjectMeta
 from nats.js.object_store import ObjectStore
+
+from avatarchat import bus
 
 WAV = b"RIFF" + os.urandom(300_000)  # bigger than one object-store chunk
 MP4 = os.urandom(5000)

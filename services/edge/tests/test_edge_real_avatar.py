@@ -9,6 +9,7 @@ from typing import Any
 
 import av
 import pytest
+
 from avatarchat_avatar.app import serving
 from avatarchat_avatar.config import AvatarConfig
 

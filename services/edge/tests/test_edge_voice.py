@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+
 from avatarchat.v1 import stt_pb2
 
 

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient
+
 from avatarchat.config import RuntimeConfig
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.nats_server import free_port
 from avatarchat_stt.backends import create_backend
 from avatarchat_stt.config import SttConfig
 from avatarchat_stt.server import SERVICE_NAME, SttServicer, register
-
 from tests import speech_corpus
 
 CHUNK_BYTES = 16 * 1024

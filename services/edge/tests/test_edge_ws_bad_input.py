@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import avatarchat_edge
 import pytest
 from aiohttp.test_utils import TestClient
+
+import avatarchat_edge
 
 EDGE_DIR = str(Path(avatarchat_edge.__file__).parent)
 BACKGROUND = {"session-janitor", "nats-connect"}

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from avatarchat import log
-from avatarchat.errors import Unavailable
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable
+
+from avatarchat import log
+from avatarchat.errors import Unavailable
 
 from .history import HistoryStore, Message, window_of
 
@@ -49,9 +50,7 @@ def build_chain(system_prompt: str, model: BaseChatModel) -> Runnable:
 
 
 def to_langchain(messages: list[Message]) -> list[BaseMessage]:
-    return [
-        HumanMessage(m.text) if m.role == "user" else AIMessage(m.text) for m in messages
-    ]
+    return [HumanMessage(m.text) if m.role == "user" else AIMessage(m.text) for m in messages]
 
 
 class Conversation:
@@ -97,12 +96,13 @@ class Conversation:
                 finish_reason = metadata.get("finish_reason") or finish_reason
                 model_name = metadata.get("model_name") or model_name
         reply = "".join(parts)
-        await self.store.append(
-            session_id, [Message("user", text), Message("assistant", reply)]
-        )
+        await self.store.append(session_id, [Message("user", text), Message("assistant", reply)])
         _log.info(
-            "llm.reply", history_messages=len(history), chars=len(reply),
-            finish_reason=finish_reason, model=model_name,
+            "llm.reply",
+            history_messages=len(history),
+            chars=len(reply),
+            finish_reason=finish_reason,
+            model=model_name,
         )
         yield Done(
             text=reply,

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from avatarchat import log
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from avatarchat import log
 
 _log = log.get("avatarchat.llm.history")
 
@@ -138,4 +139,3 @@ def encode(messages: Sequence[Message]) -> bytes:
 def decode(value: bytes) -> list[Message]:
     items = json.loads(value)
     return [Message(role=item["role"], text=item["text"]) for item in items]
-

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 import grpc
+from langchain_core.language_models import BaseChatModel
+
 from avatarchat import bus, log
 from avatarchat.errors import InvalidArgument, require_id
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.v1 import llm_pb2, llm_pb2_grpc
-from langchain_core.language_models import BaseChatModel
 
 from .chain import Conversation, Delta
 from .config import LlmConfig
@@ -99,9 +100,7 @@ class LlmApp:
             port=config.port,
             host=host,
             service_names=[SERVICE_NAME],
-            register=lambda server: llm_pb2_grpc.add_LlmServiceServicer_to_server(
-                servicer, server
-            ),
+            register=lambda server: llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server),
         )
 
     def _build_model(self) -> tuple[BaseChatModel, str, Callable[[], None] | None]:
@@ -114,7 +113,9 @@ class LlmApp:
             http_client = groq.DefaultAsyncHttpxClient()
             self._stack.push_async_callback(http_client.aclose)
             models = build_chat_models(
-                config.groq, temperature=config.temperature, max_tokens=config.max_tokens,
+                config.groq,
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
                 http_client=http_client,
             )
             return GroqFallbackChatModel(models=models), config.groq.models[0], None
@@ -138,6 +139,8 @@ class LlmApp:
             await asyncio.to_thread(self._load_model)
         self.conversation.ready = True
         _log.info(
-            "llm.ready", backend=self.config.backend, history=self.config.history,
+            "llm.ready",
+            backend=self.config.backend,
+            history=self.config.history,
             window=self.config.history_window,
         )

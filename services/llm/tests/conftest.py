@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
+
 from avatarchat.v1 import llm_pb2, llm_pb2_grpc
 from avatarchat_llm.config import LlmConfig
 from avatarchat_llm.server import LlmApp

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from avatarchat.config import ConfigError
 from avatarchat_llm.config import DEFAULT_SYSTEM_PROMPT, LlmConfig, bundled_smollm2
 
@@ -32,17 +33,19 @@ def test_the_bundled_model_is_found_without_importing_its_package() -> None:
 def test_overrides(tmp_path: Path) -> None:
     model = tmp_path / "other.gguf"
     model.write_bytes(b"GGUF")
-    config = LlmConfig.from_env({
-        "AVATARCHAT_LLM_PORT": "6000",
-        "AVATARCHAT_LLM_SYSTEM_PROMPT": "You are a pirate.",
-        "AVATARCHAT_LLM_TEMPERATURE": "0.7",
-        "AVATARCHAT_LLM_MAX_TOKENS": "200",
-        "AVATARCHAT_LLM_HISTORY": "NATS",
-        "AVATARCHAT_LLM_HISTORY_WINDOW": "4",
-        "AVATARCHAT_LLM_MODEL_PATH": str(model),
-        "AVATARCHAT_LLM_THREADS": "3",
-        "AVATARCHAT_LLM_MAX_QUEUE": "0",
-    })
+    config = LlmConfig.from_env(
+        {
+            "AVATARCHAT_LLM_PORT": "6000",
+            "AVATARCHAT_LLM_SYSTEM_PROMPT": "You are a pirate.",
+            "AVATARCHAT_LLM_TEMPERATURE": "0.7",
+            "AVATARCHAT_LLM_MAX_TOKENS": "200",
+            "AVATARCHAT_LLM_HISTORY": "NATS",
+            "AVATARCHAT_LLM_HISTORY_WINDOW": "4",
+            "AVATARCHAT_LLM_MODEL_PATH": str(model),
+            "AVATARCHAT_LLM_THREADS": "3",
+            "AVATARCHAT_LLM_MAX_QUEUE": "0",
+        }
+    )
     assert (config.port, config.temperature) == (6000, 0.7)
     assert config.system_prompt == "You are a pirate."
     assert (config.max_tokens, config.history, config.history_window) == (200, "nats", 4)
@@ -79,9 +82,12 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
 
 def test_history_limit_must_hold_the_window() -> None:
     with pytest.raises(ConfigError, match="AVATARCHAT_LLM_HISTORY_MAX_MESSAGES"):
-        LlmConfig.from_env({
-            "AVATARCHAT_LLM_HISTORY_WINDOW": "20", "AVATARCHAT_LLM_HISTORY_MAX_MESSAGES": "10",
-        })
+        LlmConfig.from_env(
+            {
+                "AVATARCHAT_LLM_HISTORY_WINDOW": "20",
+                "AVATARCHAT_LLM_HISTORY_MAX_MESSAGES": "10",
+            }
+        )
 
 
 @pytest.mark.parametrize(

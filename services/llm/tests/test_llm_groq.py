@@ -18,10 +18,11 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
+
 from avatarchat.config import ConfigError
 from avatarchat.v1 import llm_pb2
 from avatarchat_llm.config import LlmConfig
-from structlog.testing import capture_logs
 
 GOOD_KEY = "gsk_test_key"
 REPLY_PIECES = ["Hello", " there,", " nice to", " meet you!"]
@@ -43,8 +44,11 @@ def _error(status: int, message: str, kind: str, code: str, **headers: str) -> w
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
     chunk = {
-        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
-        "model": model, "system_fingerprint": "fp_fake",
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         **extra,
     }
@@ -62,18 +66,25 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(401, "Invalid API Key", "invalid_request_error", "invalid_api_key")
     if model.startswith("retired"):
         return _error(
-            400, f"The model `{model}` has been decommissioned and is no longer supported.",
-            "invalid_request_error", "model_decommissioned",
+            400,
+            f"The model `{model}` has been decommissioned and is no longer supported.",
+            "invalid_request_error",
+            "model_decommissioned",
         )
     if model.startswith("missing"):
         return _error(
-            404, f"The model `{model}` does not exist or you do not have access to it.",
-            "invalid_request_error", "model_not_found",
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "invalid_request_error",
+            "model_not_found",
         )
     if model.startswith("limited"):
         return _error(
-            429, f"Rate limit reached for model `{model}` on tokens per minute (TPM).",
-            "tokens", "rate_limit_exceeded", **{"retry-after": "7"},
+            429,
+            f"Rate limit reached for model `{model}` on tokens per minute (TPM).",
+            "tokens",
+            "rate_limit_exceeded",
+            **{"retry-after": "7"},
         )
     if model.startswith("broken"):
         return _error(500, "Internal Server Error", "internal_server_error", "internal_error")
@@ -85,8 +96,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await response.write(_chunk(model, {"role": "assistant", "content": ""}))
     for piece in REPLY_PIECES:
         await response.write(_chunk(model, {"content": piece}))
-    usage = {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49,
-             "queue_time": 0.01, "total_time": 0.02}
+    usage = {
+        "prompt_tokens": 42,
+        "completion_tokens": 7,
+        "total_tokens": 49,
+        "queue_time": 0.01,
+        "total_time": 0.02,
+    }
     await response.write(_chunk(model, {}, "stop", x_groq={"id": "req_fake", "usage": usage}))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
@@ -170,11 +186,15 @@ async def test_decommissioned_and_missing_models_fall_back(
     assert first.done.model == "good-model"
     # The retired and missing models are tried once; later turns start from the good one.
     assert fake_groq.models_asked() == [
-        "retired-llama3-8b-8192", "missing-model", "good-model", "good-model",
+        "retired-llama3-8b-8192",
+        "missing-model",
+        "good-model",
+        "good-model",
     ]
     switches = [e for e in logs if e["event"] == "llm.groq.model_unavailable"]
     assert [(e["model"], e["next_model"]) for e in switches] == [
-        ("retired-llama3-8b-8192", "missing-model"), ("missing-model", "good-model"),
+        ("retired-llama3-8b-8192", "missing-model"),
+        ("missing-model", "good-model"),
     ]
     assert "decommissioned" in switches[0]["error"]
 
@@ -227,10 +247,13 @@ def test_groq_needs_its_key() -> None:
 
 
 def test_groq_config_reads_the_model_list() -> None:
-    config = LlmConfig.from_env({
-        "AVATARCHAT_LLM_BACKEND": "groq", "GROQ_API_KEY": "gsk_secret_123",
-        "AVATARCHAT_LLM_GROQ_FALLBACK_MODELS": "llama-3.3-70b-versatile, llama-3.1-8b-instant",
-    })
+    config = LlmConfig.from_env(
+        {
+            "AVATARCHAT_LLM_BACKEND": "groq",
+            "GROQ_API_KEY": "gsk_secret_123",
+            "AVATARCHAT_LLM_GROQ_FALLBACK_MODELS": "llama-3.3-70b-versatile, llama-3.1-8b-instant",
+        }
+    )
     assert config.groq is not None and config.local is None
     assert config.groq.models == ("llama-3.1-8b-instant", "llama-3.3-70b-versatile")
     assert "gsk_secret_123" not in repr(config.groq)

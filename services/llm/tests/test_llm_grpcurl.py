@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from avatarchat.nats_server import free_port
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
@@ -20,7 +21,10 @@ GRPCURL = Path(sys.executable).parent / "grpcurl"
 def grpcurl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(GRPCURL), "-plaintext", "-max-time", str(timeout), *args],
-        capture_output=True, text=True, timeout=timeout + 10, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+        check=False,
     )
 
 
@@ -34,7 +38,8 @@ def llm_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log_file = tmp_path_factory.mktemp("llm") / "llm.log"
     env = service_env(
-        AVATARCHAT_LLM_PORT=str(port), AVATARCHAT_LLM_TEMPERATURE="0",
+        AVATARCHAT_LLM_PORT=str(port),
+        AVATARCHAT_LLM_TEMPERATURE="0",
         AVATARCHAT_LLM_MAX_TOKENS="48",
     )
     with open(log_file, "wb") as out:
@@ -80,8 +85,14 @@ def test_grpcurl_describes_the_llm_service(llm_process: str) -> None:
 def test_grpcurl_streams_a_reply(llm_process: str) -> None:
     request = {"session_id": "grpcurl-1", "turn_id": "t1", "text": "Hello! Who are you?"}
     result = grpcurl(
-        "-H", "session-id: grpcurl-1", "-H", "turn-id: t1",
-        "-d", json.dumps(request), llm_process, "avatarchat.v1.LlmService/Reply",
+        "-H",
+        "session-id: grpcurl-1",
+        "-H",
+        "turn-id: t1",
+        "-d",
+        json.dumps(request),
+        llm_process,
+        "avatarchat.v1.LlmService/Reply",
     )
     assert result.returncode == 0, result.stderr
     decoder = json.JSONDecoder()
@@ -96,8 +107,9 @@ def test_grpcurl_streams_a_reply(llm_process: str) -> None:
     assert "".join(e["delta"]["text"] for e in events[:-1]) == done["text"]
     assert int(done["completion_tokens"]) > 0 and int(done["prompt_tokens"]) > 0
 
-    history = grpcurl("-d", '{"session_id": "grpcurl-1"}', llm_process,
-                      "avatarchat.v1.LlmService/GetHistory")
+    history = grpcurl(
+        "-d", '{"session_id": "grpcurl-1"}', llm_process, "avatarchat.v1.LlmService/GetHistory"
+    )
     messages = json.loads(history.stdout)["messages"]
     assert [m["role"] for m in messages] == ["ROLE_USER", "ROLE_ASSISTANT"]
     assert messages[1]["text"] == done["text"]
@@ -105,8 +117,10 @@ def test_grpcurl_streams_a_reply(llm_process: str) -> None:
 
 def test_grpcurl_bad_request_gets_invalid_argument(llm_process: str) -> None:
     result = grpcurl(
-        "-d", '{"session_id": "grpcurl-2", "turn_id": "t1", "text": "   "}',
-        llm_process, "avatarchat.v1.LlmService/Reply",
+        "-d",
+        '{"session_id": "grpcurl-2", "turn_id": "t1", "text": "   "}',
+        llm_process,
+        "avatarchat.v1.LlmService/Reply",
     )
     assert result.returncode != 0
     assert "InvalidArgument" in result.stderr and "text must not be blank" in result.stderr
@@ -116,7 +130,10 @@ def test_bad_configuration_exits_2_naming_the_variable() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "avatarchat_llm"],
         env=service_env(AVATARCHAT_LLM_TEMPERATURE="warm"),
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert "AVATARCHAT_LLM_TEMPERATURE" in result.stderr

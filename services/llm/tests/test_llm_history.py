@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from avatarchat import bus
 from avatarchat.nats_server import NatsServer
 from avatarchat.v1 import llm_pb2

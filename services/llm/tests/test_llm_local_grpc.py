@@ -10,8 +10,9 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from avatarchat.v1 import llm_pb2
 from structlog.testing import capture_logs
+
+from avatarchat.v1 import llm_pb2
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

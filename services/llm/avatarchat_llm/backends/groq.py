@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import groq
-from avatarchat import errors, log
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_groq import ChatGroq
 from pydantic import ConfigDict, PrivateAttr, SecretStr
+
+from avatarchat import errors, log
 
 from ..config import GroqConfig
 

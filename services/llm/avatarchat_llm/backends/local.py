@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from avatarchat import log
-from avatarchat.errors import InvalidArgument, ResourceExhausted
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
@@ -28,6 +26,9 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
+
+from avatarchat import log
+from avatarchat.errors import InvalidArgument, ResourceExhausted
 
 from ..config import LocalConfig
 
@@ -78,8 +79,11 @@ class LlamaRunner:
             bos = self._llama._model.token_get_text(self._llama.token_bos())
             self._formatter = llama_chat_format.Jinja2ChatFormatter(template, eos, bos)
         _log.info(
-            "llm.local.loaded", model=self.model_name, chat_format=self._llama.chat_format,
-            n_ctx=self._llama.n_ctx(), threads=self.config.threads,
+            "llm.local.loaded",
+            model=self.model_name,
+            chat_format=self._llama.chat_format,
+            n_ctx=self._llama.n_ctx(),
+            threads=self.config.threads,
         )
 
     def close(self) -> None:
