@@ -45,8 +45,18 @@ class HistoryStore(Protocol):
 
 
 def window_of(messages: Sequence[Message], window: int) -> list[Message]:
-    """The newest ``window`` messages, never starting with an assistant message."""
-    recent = list(messages[-window:]) if window > 0 else []
+    """At most the newest ``window`` messages, never starting with an assistant message.
+
+    The window's start moves in steps of half a window rather than one turn at a time, so the
+    prompt's prefix stays the same for several turns in a row and llama.cpp reuses its KV cache
+    for it instead of evaluating the whole history again on every turn.
+    """
+    if window <= 0:
+        return []
+    step = max(2, window // 2 // 2 * 2)  # even: whole user/assistant turns
+    overflow = len(messages) - window
+    start = 0 if overflow <= 0 else -(-overflow // step) * step
+    recent = list(messages[start:])
     while recent and recent[0].role == "assistant":
         recent.pop(0)
     return recent

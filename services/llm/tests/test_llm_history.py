@@ -39,6 +39,20 @@ def test_window_keeps_the_newest_messages() -> None:
     assert window_of(messages, 0) == []
 
 
+def test_window_start_moves_in_steps_so_the_prompt_prefix_is_reused() -> None:
+    history: list[Message] = []
+    starts = []
+    for n in range(1, 12):
+        history += turn(n)
+        window = window_of(history, 8)
+        assert 0 < len(window) <= 8 and window[-1] == history[-1]
+        starts.append(window[0].text)
+    # 4 turns fit; after that the start jumps two turns at a time instead of one per turn.
+    assert starts == ["question 1"] * 4 + ["question 3"] * 2 + ["question 5"] * 2 + [
+        "question 7"
+    ] * 2 + ["question 9"]
+
+
 def test_window_never_starts_with_an_assistant_message() -> None:
     messages = turn(1) + turn(2)
     assert window_of(messages, 3) == turn(2)
