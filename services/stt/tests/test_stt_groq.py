@@ -44,6 +44,13 @@ def _error(status: int, message: str, kind: str, code: str, **headers: str) -> w
 
 
 async def transcriptions(request: web.Request) -> web.Response:
+    try:
+        return await _transcriptions(request)
+    except Exception as exc:  # say what broke, instead of aiohttp's bare 500 page
+        return _error(500, f"fake failed: {exc!r}", "internal_server_error", "fake_error")
+
+
+async def _transcriptions(request: web.Request) -> web.Response:
     fake = request.app[FAKE]
     if request.headers.get("Authorization") != f"Bearer {GOOD_KEY}":
         return _error(401, "Invalid API Key", "invalid_request_error", "invalid_api_key")
