@@ -232,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         cert, key = ensure_certificate(args.state / "tls")
         env["AVATARCHAT_EDGE_TLS_CERT"] = str(cert)
         env["AVATARCHAT_EDGE_TLS_KEY"] = str(key)
-    stack = Stack(state_dir=args.state, ports={"edge": args.port}, env=env)
+    ports = {
+        name: int(os.environ.get(f"AVATARCHAT_{name.upper()}_PORT", default))
+        for name, _, _, default in SERVICES
+    }
+    ports["edge"] = args.port
+    stack = Stack(state_dir=args.state, ports=ports, env=env)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
