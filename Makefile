@@ -8,7 +8,9 @@ STATE       ?= .state
 PROTO_SRC   := $(wildcard protos/avatarchat/v1/*.proto)
 PROTO_OUT   := packages/avatarchat/avatarchat/v1
 PROTO_STAMP := $(PROTO_OUT)/.generated
-APT_PKGS    := chromium fonts-dejavu-core cmake build-essential
+APT_PKGS    := chromium fonts-dejavu-core cmake build-essential curl ca-certificates pocketsphinx-testdata
+# llama.cpp's server, built from source without the AMX path (why: deploy/llama-server/build.sh)
+LLAMA_SERVER := .venv/lib/llama-server/llama-server
 export UV_LINK_MODE ?= copy
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
@@ -27,7 +29,7 @@ system-deps: ## Install the Debian packages the stack and its tests need (root, 
 
 .venv/.synced: pyproject.toml uv.lock packages/avatarchat/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@command -v $(UV) >/dev/null || { echo ">> installing uv"; python3 -m pip install -q uv; }
-	@echo ">> installing Python packages (the first run builds llama-cpp-python: ~9 min on 2 cores)"
+	@echo ">> installing Python packages"
 	$(UV) sync --all-packages --frozen
 	@touch $@
 
@@ -38,7 +40,10 @@ $(PROTO_STAMP): $(PROTO_SRC) .venv/.synced
 	@touch $(PROTO_OUT)/__init__.py $@
 	@echo ">> generated $(PROTO_OUT)"
 
-install: system-deps .venv/.synced $(PROTO_STAMP) ## Install everything that is missing
+$(LLAMA_SERVER): deploy/llama-server/build.sh | .venv/.synced
+	deploy/llama-server/build.sh $(dir $@)
+
+install: system-deps .venv/.synced $(PROTO_STAMP) $(LLAMA_SERVER) ## Install everything that is missing
 
 protos: .venv/.synced ## Generate the Python code for protos/ into the avatarchat package
 	@rm -f $(PROTO_STAMP)
@@ -67,4 +72,4 @@ k8s-check: install ## Render, validate and lint the Kubernetes manifests and Doc
 	$(PY) deploy/check.py
 
 clean: ## Remove generated code, state and the virtualenv
-	rm -rf .venv $(PROTO_OUT) $(STATE) .pytest_cache .ruff_cache .mypy_cache artifacts bench-results
+	rm -rf .venv build $(PROTO_OUT) $(STATE) .pytest_cache .ruff_cache .mypy_cache artifacts bench-results
