@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -72,6 +73,24 @@ async def connect(
     )
     _log.info("nats.connected", url=url)
     return nc
+
+
+async def close(nc: NATS, timeout_s: float = 1.0) -> None:
+    """Drains ``nc`` if the server is there, within ``timeout_s``; otherwise just closes it.
+
+    A drain while the server is gone would wait for a reconnect that may never come, and a
+    service must finish its shutdown within its grace whatever stopped first.
+    """
+    if nc.is_closed:
+        return
+    if nc.is_connected:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await nc.drain()
+                return
+        except Exception as exc:  # timed out, or the server went away mid-drain
+            _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
+    await nc.close()
 
 
 @dataclass(frozen=True)

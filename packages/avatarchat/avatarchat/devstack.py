@@ -2,8 +2,12 @@
 
 Starts nats-server (JetStream, data under ``--state``), then every service package that is
 installed (stt, llm, avatar, edge), each as its own process with its own port, waits until each
-reports ready, prints the URL and streams their logs with a name prefix. Ctrl-C or SIGTERM stops
-them in reverse order, each with its graceful shutdown.
+reports ready, prints the URL and streams their logs with a name prefix.
+
+Stopping: Ctrl-C, SIGTERM or SIGHUP (a closed terminal) asks every service to shut down
+gracefully, all at once; whatever is still running after ``STOP_GRACE_S`` is killed; NATS stops
+last. The children run in their own sessions, so the terminal's signals reach only this
+supervisor, and they die with it (``PR_SET_PDEATHSIG``) if it is killed outright.
 
 The end-to-end tests start the stack through the same ``Stack`` class, on free ports.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from avatarchat import lifeline
 from avatarchat.nats_server import NatsServer
 
 # name, module, readiness kind, default port
@@ -34,6 +39,9 @@ SERVICES: tuple[tuple[str, str, str, int], ...] = (
     ("avatar", "avatarchat_avatar", "grpc", 50053),
     ("edge", "avatarchat_edge", "http", 8080),
 )
+# How long the services get to stop on their own before they are killed; `make run` must be
+# down within 5 s of Ctrl-C, NATS included.
+STOP_GRACE_S = 3.5
 
 
 def installed_services() -> list[str]:
@@ -54,6 +62,8 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pumps: dict[str, threading.Thread] = field(default_factory=dict)
     nats: NatsServer | None = None
+    # Set by a signal handler: a start that is still waiting for readiness gives up.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.services = self.services if self.services is not None else installed_services()
@@ -86,6 +96,8 @@ class Stack:
                 ),
             }
         )
+        # Each service's own graceful stop must fit in the supervisor's STOP_GRACE_S.
+        env.setdefault("AVATARCHAT_SHUTDOWN_GRACE_S", str(STOP_GRACE_S - 1.5))
         if self.log_prefix and sys.stderr.isatty():
             env.setdefault("AVATARCHAT_LOG_FORMAT", "console")
         env.update(self.env)
@@ -112,12 +124,11 @@ class Stack:
         return self
 
     def _spawn(self, name: str, module: str, env: dict[str, str]) -> None:
-        proc = subprocess.Popen(
+        proc = lifeline.spawn(
             [sys.executable, "-m", module],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         self.processes[name] = proc
         pump = threading.Thread(target=self._pump, args=(name, proc), daemon=True)
@@ -149,24 +160,34 @@ class Stack:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} not ready after {timeout_s:.0f} s")
+            if self.stopping.is_set():
+                raise InterruptedError(f"stopped while waiting for {name}")
             if time.monotonic() - last_note > 15:
                 _say(f"still waiting for {name} (loading its model?)")
                 last_note = time.monotonic()
             time.sleep(0.2)
 
     def stop_service(self, name: str, timeout_s: float = 30.0) -> None:
-        proc = self.processes.pop(name, None)
-        if proc and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        self.stop_services([name], timeout_s)
+
+    def stop_services(self, names: list[str], timeout_s: float) -> None:
+        """SIGTERMs ``names`` at once, waits up to ``timeout_s`` in all, then kills the rest."""
+        procs = {n: p for n in names if (p := self.processes.pop(n, None)) is not None}
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for name, proc in procs.items():
             try:
-                proc.wait(timeout_s)
+                proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                _say(f"{name} did not stop within {timeout_s:.1f} s; killing it")
                 proc.kill()
                 proc.wait()
         # The log pump ends at EOF once the process is gone; then its pipe can be closed
         # (an unclosed pipe is a ResourceWarning, an error under the test suite's settings).
-        pump = self.pumps.pop(name, None)
-        if proc is not None:
+        for name, proc in procs.items():
+            pump = self.pumps.pop(name, None)
             if pump is not None:
                 pump.join(timeout=5.0)
             if proc.stdout is not None and (pump is None or not pump.is_alive()):
@@ -178,9 +199,8 @@ class Stack:
         self._spawn(name, module, self.child_env())
         self._wait_ready(name, kind, timeout_s)
 
-    def stop(self) -> None:
-        for name, *_ in reversed(SERVICES):
-            self.stop_service(name)
+    def stop(self, timeout_s: float = STOP_GRACE_S) -> None:
+        self.stop_services([name for name, *_ in reversed(SERVICES)], timeout_s)
         if self.nats:
             self.nats.stop()
             self.nats = None
@@ -224,7 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=int(os.environ.get("AVATARCHAT_EDGE_PORT", 8080))
     )
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed cert")
+    parser.add_argument(
+        "--services",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=None,
+        help="comma-separated subset to run (default: every installed service)",
+    )
     args = parser.parse_args(argv)
+    known = [name for name, *_ in SERVICES]
+    if args.services is not None and (unknown := set(args.services) - set(known)):
+        parser.error(f"unknown service(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     env: dict[str, str] = {}
     if args.tls or os.environ.get("AVATARCHAT_TLS") == "1":
         from avatarchat.selfsigned import ensure_certificate
@@ -237,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, _, _, default in SERVICES
     }
     ports["edge"] = args.port
-    stack = Stack(state_dir=args.state, ports=ports, env=env)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stack = Stack(state_dir=args.state, ports=ports, env=env, services=args.services)
+    stop = stack.stopping
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         stack.start()
+    except InterruptedError:
+        _say("stopped")
+        return 0
     except (RuntimeError, TimeoutError) as exc:
         _say(f"failed to start: {exc}")
         return 1
@@ -253,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.poll() is not None:
                     _say(f"{name} exited with code {proc.returncode}; stopping the stack")
                     stop.set()
+            if stack.nats and stack.nats.process and stack.nats.process.poll() is not None:
+                _say(f"nats-server exited with code {stack.nats.process.returncode}; stopping")
+                stop.set()
             stop.wait(0.5)
     finally:
         _say("stopping ...")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from avatarchat import lifeline
+
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1."""
@@ -48,7 +50,11 @@ def nats_server_binary() -> str:
 
 
 class NatsServer:
-    """A ``nats-server -js`` child process on 127.0.0.1, restartable on the same port."""
+    """A ``nats-server -js`` child process on 127.0.0.1, restartable on the same port.
+
+    It runs in its own session and dies with its parent (:mod:`avatarchat.lifeline`), so a
+    Ctrl-C reaches the supervisor only, which stops NATS after the services that use it.
+    """
 
     def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None):
         self.store_dir = Path(store_dir)
@@ -63,7 +69,7 @@ class NatsServer:
     def start(self, timeout_s: float = 10.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(
+        self.process = lifeline.spawn(
             [
                 nats_server_binary(),
                 "-js",

@@ -52,7 +52,7 @@ class AvatarApp:
         """Connects NATS, prepares the stream and bucket, loads the backends, stores the rig."""
         config = self.config
         nc = await bus.connect(config.runtime.nats_url, name="avatarchat-avatar")
-        self._stack.push_async_callback(_drain, nc)
+        self._stack.push_async_callback(bus.close, nc)
         js = nc.jetstream()
         await bus.ensure_events_stream(js, config.retention)
         store = await bus.ensure_clips_store(js, config.retention)
@@ -141,14 +141,3 @@ async def serving(config: AvatarConfig, *, host: str = "[::]") -> AsyncIterator[
             yield app
         finally:
             await app.host.stop(0)
-
-
-async def _drain(nc: object) -> None:
-    from nats.aio.client import Client
-
-    assert isinstance(nc, Client)
-    if not nc.is_closed:
-        try:
-            await nc.drain()
-        except Exception as exc:  # already closing or disconnected: nothing left to flush
-            _log.warning("nats.drain_failed", error=type(exc).__name__)

@@ -61,13 +61,8 @@ class NatsLink:
                 await self._task
         nc, self._nc = self._nc, None
         self._ready.clear()
-        if nc is not None and not nc.is_closed:
-            try:
-                async with asyncio.timeout(5.0):
-                    await nc.drain()
-            except Exception as exc:  # a dead server: close without draining
-                _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
-                await nc.close()
+        if nc is not None:
+            await bus.close(nc)
 
     async def _connect(self) -> None:
         assert self.url is not None
