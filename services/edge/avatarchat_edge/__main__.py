@@ -47,8 +47,14 @@ async def serve(config: EdgeConfig) -> int:
         _log.warning(
             "edge.localhost_only",
             reason=config.localhost_only_reason,
-            hint="set AVATARCHAT_EDGE_TOKENS or AVATARCHAT_EDGE_ALLOWED_ORIGINS to accept "
-            "connections from other machines",
+            hint="set AVATARCHAT_EDGE_TOKENS to accept connections from other machines",
+        )
+    if config.public and not config.tokens:
+        _log.warning(
+            "edge.public",
+            message="AVATARCHAT_EDGE_PUBLIC=true: anyone who can reach this port may use the "
+            "llm, speech and renderer without a token",
+            allowed_origins=list(config.allowed_origins),
         )
     _log.info(
         "edge.serving",

@@ -1,11 +1,16 @@
-"""Who may open ``/ws``: optional bearer tokens and an allow-list of browser origins.
+"""Who may open ``/ws``: bearer tokens, browser origins, and loopback Host names.
 
-- Tokens come from ``Authorization: Bearer <token>`` or, for browsers (which cannot set
-  headers on a WebSocket), from ``?token=<token>``. They are compared in constant time.
-- A request without an ``Origin`` header is not from a browser page and passes the origin
-  check (it still needs a token when tokens are configured). With an allow-list, a browser
-  origin must be on it (``*`` allows any). Without one, only same-origin pages may connect,
-  which protects a localhost edge from other web sites (cross-site WebSocket hijacking).
+- **Tokens** come from ``Authorization: Bearer <token>`` or, for browsers (which cannot set
+  headers on a WebSocket), from ``?token=<token>``; they are compared in constant time. When
+  tokens are configured, every socket needs one. An edge without tokens listens on loopback
+  only, unless ``AVATARCHAT_EDGE_PUBLIC=true`` opts in to an open endpoint (config.py).
+- **Origins** are an extra check on top of that, against cross-site WebSocket hijacking by web
+  pages. With an allow-list, a browser ``Origin`` must be on it (``*`` allows any), and a
+  request with no ``Origin`` (a script, not a page) needs a valid token. Without one, only
+  same-origin pages may connect.
+- **Loopback mode** (no tokens, not public) accepts only loopback ``Host`` names
+  (``localhost``, ``127.0.0.1``, ``[::1]``, with any port). A DNS-rebinding page controls both
+  its Host and its Origin, so comparing them proves nothing; the Host name does.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .config import EdgeConfig
 from .protocol import ErrorCode
 
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_FORBIDDEN = 4403
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 @dataclass(frozen=True)
@@ -27,27 +34,54 @@ class Refusal:
     code: ErrorCode
     message: str
     close_code: int
+    # Refuse with HTTP 403 instead of upgrading and sending an error frame: for requests that
+    # no legitimate page of ours makes (a foreign Host name), nothing is upgraded at all.
+    before_upgrade: bool = False
 
 
-def check(
-    request: web.Request, tokens: tuple[str, ...], allowed_origins: tuple[str, ...]
-) -> Refusal | None:
+def check(request: web.Request, config: EdgeConfig) -> Refusal | None:
     """Returns why the request may not open a socket, or None when it may."""
-    if tokens and not _has_valid_token(request, tokens):
+    token_ok = bool(config.tokens) and _has_valid_token(request, config.tokens)
+    if config.tokens and not token_ok:
         return Refusal(
             ErrorCode.UNAUTHORIZED,
             "a valid token is required: send 'Authorization: Bearer <token>' or add ?token=",
             CLOSE_UNAUTHORIZED,
         )
+    loopback_mode = not config.tokens and not config.public
+    if loopback_mode and _hostname(request.host) not in LOOPBACK_HOSTS:
+        return Refusal(
+            ErrorCode.FORBIDDEN_HOST,
+            f"this edge serves only localhost, not Host {request.host[:100]!r}; "
+            "set AVATARCHAT_EDGE_TOKENS to serve other names",
+            CLOSE_FORBIDDEN,
+            before_upgrade=True,
+        )
     origin = request.headers.get("Origin")
-    if origin is not None and not _origin_allowed(origin, request.host, allowed_origins):
+    if origin is None:
+        if config.allowed_origins and not token_ok:
+            return Refusal(
+                ErrorCode.UNAUTHORIZED,
+                "a request without an Origin header needs a valid token on this edge",
+                CLOSE_UNAUTHORIZED,
+            )
+        return None
+    if not _origin_allowed(origin, request.host, config.allowed_origins):
         return Refusal(
             ErrorCode.FORBIDDEN_ORIGIN,
             f"pages from {origin[:200]} may not connect; add the origin to "
             "AVATARCHAT_EDGE_ALLOWED_ORIGINS",
-            CLOSE_FORBIDDEN_ORIGIN,
+            CLOSE_FORBIDDEN,
         )
     return None
+
+
+def _hostname(host: str) -> str:
+    """``Host`` without its port, lower case: ``[::1]:8080`` -> ``[::1]``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _has_valid_token(request: web.Request, tokens: tuple[str, ...]) -> bool:

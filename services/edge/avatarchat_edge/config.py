@@ -40,6 +40,7 @@ class EdgeConfig:
     # Access
     tokens: tuple[str, ...] = field(repr=False)
     allowed_origins: tuple[str, ...]
+    public: bool  # AVATARCHAT_EDGE_PUBLIC: serve /ws to anyone, without a token (opt-in)
     localhost_only_reason: str | None  # why the host was forced to loopback, if it was
     # Peers; None means the service is not deployed
     llm_addr: str | None
@@ -89,8 +90,9 @@ class EdgeConfig:
         runtime = RuntimeConfig.from_env(environ)
         tokens = env.list("AVATARCHAT_EDGE_TOKENS")
         origins = tuple(_origin(o) for o in env.list("AVATARCHAT_EDGE_ALLOWED_ORIGINS"))
+        public = env.bool("AVATARCHAT_EDGE_PUBLIC", False)
         requested_host = env.optional_str("AVATARCHAT_EDGE_HOST")
-        host, reason = _bind_host(requested_host, protected=bool(tokens or origins))
+        host, reason = _bind_host(requested_host, protected=bool(tokens) or public)
         tls_cert = env.optional_str("AVATARCHAT_EDGE_TLS_CERT")
         tls_key = env.optional_str("AVATARCHAT_EDGE_TLS_KEY")
         _check_tls(tls_cert, tls_key)
@@ -106,6 +108,7 @@ class EdgeConfig:
             tls_key=tls_key,
             tokens=tokens,
             allowed_origins=origins,
+            public=public,
             localhost_only_reason=reason,
             llm_addr=addrs["AVATARCHAT_LLM_ADDR"],
             stt_addr=addrs["AVATARCHAT_STT_ADDR"],
@@ -180,15 +183,23 @@ def _is_loopback(host: str) -> bool:
 
 
 def _bind_host(requested: str | None, *, protected: bool) -> tuple[str, str | None]:
-    """Unprotected edges listen on loopback only, whatever was asked."""
+    """Where to listen; an edge without tokens (and not explicitly public) stays on loopback.
+
+    An origin allow-list is not authentication (any script can send any Origin, or none), so
+    it never opens the edge to other machines by itself. Asking for a non-loopback address
+    without protection is a configuration error rather than a silent fallback, so that a pod
+    fails visibly instead of listening where its probes cannot reach it.
+    """
     if protected:
         return requested or "0.0.0.0", None
-    reason = "neither AVATARCHAT_EDGE_TOKENS nor AVATARCHAT_EDGE_ALLOWED_ORIGINS is set"
-    if requested and _is_loopback(requested):
-        return requested, reason
-    if requested:
-        reason += f"; AVATARCHAT_EDGE_HOST={requested} was ignored"
-    return "127.0.0.1", reason
+    if requested and not _is_loopback(requested):
+        raise ConfigError(
+            f"AVATARCHAT_EDGE_HOST={requested} would let other machines use /ws without a "
+            "token: set AVATARCHAT_EDGE_TOKENS, or AVATARCHAT_EDGE_PUBLIC=true to serve an open "
+            "endpoint on purpose"
+        )
+    reason = "AVATARCHAT_EDGE_TOKENS is not set (and AVATARCHAT_EDGE_PUBLIC is not true)"
+    return requested or "127.0.0.1", reason
 
 
 def _check_tls(cert: str | None, key: str | None) -> None:

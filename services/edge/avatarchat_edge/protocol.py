@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     # Connection-level refusals (the socket is closed after the frame)
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN_ORIGIN = "forbidden_origin"
+    FORBIDDEN_HOST = "forbidden_host"
     TOO_MANY_SESSIONS = "too_many_sessions"
     IDLE_TIMEOUT = "idle_timeout"
     SESSION_TAKEN_OVER = "session_taken_over"

@@ -62,13 +62,17 @@ class SocketRoute:
                 status=426,
                 headers={"Upgrade": "websocket"},
             )
-        refusal = access.check(request, config.tokens, config.allowed_origins)
+        refusal = access.check(request, config)
         if refusal is None and len(self._sockets) >= config.max_sessions:
             refusal = access.Refusal(
                 ErrorCode.TOO_MANY_SESSIONS,
                 f"the server already holds {config.max_sessions} sessions; try again later",
                 WSCloseCode.TRY_AGAIN_LATER,
             )
+        if refusal is not None and refusal.before_upgrade:
+            _log.info("ws.refused", code=str(refusal.code), remote=request.remote)
+            self._metrics.errors_total.labels(str(refusal.code)).inc()
+            return web.json_response(error(refusal.code, refusal.message), status=403)
         await ws.prepare(request)
         if refusal is not None:
             _log.info("ws.refused", code=str(refusal.code), remote=request.remote)

@@ -33,14 +33,24 @@ def test_empty_address_means_not_deployed() -> None:
 
 
 def test_unprotected_edges_bind_localhost_only() -> None:
-    config = EdgeConfig.from_env({"AVATARCHAT_EDGE_HOST": "0.0.0.0"})
+    config = EdgeConfig.from_env({})
     assert config.host == "127.0.0.1"
-    assert "AVATARCHAT_EDGE_HOST=0.0.0.0 was ignored" in (config.localhost_only_reason or "")
+    assert "AVATARCHAT_EDGE_TOKENS is not set" in (config.localhost_only_reason or "")
     assert EdgeConfig.from_env({"AVATARCHAT_EDGE_HOST": "::1"}).host == "::1"
+    # An origin allow-list is not authentication: it never opens the edge to the network.
+    for env in (
+        {"AVATARCHAT_EDGE_HOST": "0.0.0.0"},
+        {"AVATARCHAT_EDGE_HOST": "0.0.0.0", "AVATARCHAT_EDGE_ALLOWED_ORIGINS": "https://x.io"},
+    ):
+        with pytest.raises(ConfigError, match="AVATARCHAT_EDGE_HOST=0.0.0.0 would let"):
+            EdgeConfig.from_env(env)
+    assert EdgeConfig.from_env({"AVATARCHAT_EDGE_ALLOWED_ORIGINS": "https://x.io"}).host == (
+        "127.0.0.1"
+    )
 
 
 @pytest.mark.parametrize(
-    "env", [{"AVATARCHAT_EDGE_TOKENS": "abc"}, {"AVATARCHAT_EDGE_ALLOWED_ORIGINS": "https://x.io"}]
+    "env", [{"AVATARCHAT_EDGE_TOKENS": "abc"}, {"AVATARCHAT_EDGE_PUBLIC": "true"}]
 )
 def test_protected_edges_listen_everywhere(env: dict[str, str]) -> None:
     config = EdgeConfig.from_env(env)
