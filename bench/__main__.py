@@ -9,6 +9,8 @@ Scenarios (``--only`` picks some):
 - ``stt``:    end of speech to final transcript, decode real-time factor, WER.
 - ``avatar``: text to first ``clip.speech`` and ``clip.ready`` through ``/ws``, render RTF,
               lip-sync offset, and clip throughput with 4 sessions at once.
+- ``contention``: the idle page's CPU in headless Chromium, and turns while one core is busy
+              and while the page is open (bench/contention.py).
 """
 
 from __future__ import annotations
@@ -96,6 +98,12 @@ async def scenario_stt(stack: Stack) -> list[dict[str, Any]]:
     return [{"metric": key, "value": value} for key, value in result.items()]
 
 
+async def scenario_contention(stack: Stack, turns: int) -> list[dict[str, Any]]:
+    from bench.contention import run
+
+    return await run(stack.edge_url, [PROMPTS[i % len(PROMPTS)] for i in range(turns)])
+
+
 async def scenario_avatar(stack: Stack, turns: int) -> list[dict[str, Any]]:
     from bench.avatar_clips import throughput
     from bench.avatar_render import run as render_run
@@ -139,10 +147,16 @@ def _fmt(value: Any) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    only = set(args.only.split(",")) if args.only else {"text", "stt", "avatar"}
+    only = set(args.only.split(",")) if args.only else {"text", "stt", "avatar", "contention"}
     services = installed_services()
-    needed = {"text": {"llm", "edge"}, "stt": {"stt"}, "avatar": {"avatar", "edge", "llm"}}
-    runnable = [s for s in ("text", "stt", "avatar") if s in only and needed[s] <= set(services)]
+    needed = {
+        "text": {"llm", "edge"},
+        "stt": {"stt"},
+        "avatar": {"avatar", "edge", "llm"},
+        "contention": {"avatar", "edge", "llm"},
+    }
+    scenarios = ("text", "stt", "avatar", "contention")
+    runnable = [s for s in scenarios if s in only and needed[s] <= set(services)]
     skipped = sorted(only - set(runnable))
     if skipped:
         print(f"skipping {', '.join(skipped)}: service not installed", file=sys.stderr)
@@ -162,6 +176,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 results["avatar (piper + renderer)"] = await scenario_avatar(
                     stack, args.avatar_turns
                 )
+            if "contention" in runnable:
+                results["contention (2 cores shared)"] = await scenario_contention(
+                    stack, args.contention_turns
+                )
         finally:
             await asyncio.to_thread(stack.stop)
     print_table(results)
@@ -179,9 +197,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="avatarchat benchmarks")
-    parser.add_argument("--only", default="", help="comma-separated: text,stt,avatar")
+    parser.add_argument("--only", default="", help="comma-separated: text,stt,avatar,contention")
     parser.add_argument("--turns", type=int, default=30, help="text turns")
     parser.add_argument("--avatar-turns", type=int, default=10, help="turns with the avatar on")
+    parser.add_argument("--contention-turns", type=int, default=10, help="turns per load case")
     parser.add_argument("--out", default="bench-results/bench.json")
     return asyncio.run(main_async(parser.parse_args()))
 

@@ -161,3 +161,48 @@ def test_idle_avatar_breathes_and_blinks(browser: Browser, static_url: str, redu
         assert watched["maxDiff"] == 0, "with reduce motion the head holds still"
     else:
         assert watched["maxDiff"] > 3, "the head and body move a little (breathing, sway)"
+
+
+FRAME_RATE = """
+async ([ms]) => {
+  const stats = () => window.avatarchat.stats;
+  const start = {frames: stats().frames, ticks: stats().ticks, t: performance.now()};
+  await new Promise((r) => setTimeout(r, ms));
+  const s = (performance.now() - start.t) / 1000;
+  return {drawn: (stats().frames - start.frames) / s, ticks: (stats().ticks - start.ticks) / s};
+}
+"""
+
+HIDE = """
+(state) => {
+  Object.defineProperty(document, "visibilityState", {value: state, configurable: true});
+  document.dispatchEvent(new Event("visibilitychange"));
+}
+"""
+
+
+@pytest.mark.parametrize("reduced", [False, True], ids=["motion", "reduced-motion"])
+def test_idle_page_is_frugal_and_stops_while_hidden(
+    browser: Browser, static_url: str, reduced: bool
+) -> None:
+    context = browser.new_context(reduced_motion="reduce" if reduced else "no-preference")
+    try:
+        page = context.new_page()
+        page.goto(f"{static_url}/")  # no server behind it: the avatar idles
+        page.wait_for_function("() => window.avatarchat.stats.rigLoaded", timeout=20_000)
+        rate = page.evaluate(FRAME_RATE, [3000])
+        # The idle loop runs at IDLE_FPS (10), far below the display's 60 Hz.
+        assert 3 <= rate["ticks"] <= 12, rate
+        assert rate["drawn"] <= rate["ticks"], rate
+        if reduced:
+            # Nothing moves but the blinks: most ticks draw nothing.
+            assert rate["drawn"] < rate["ticks"] / 2, rate
+        page.evaluate(HIDE, "hidden")
+        hidden = page.evaluate(FRAME_RATE, [1500])
+        assert hidden["ticks"] == 0 and hidden["drawn"] == 0, hidden
+        page.evaluate(HIDE, "visible")
+        page.wait_for_function("() => window.avatarchat.stats.ticks > 0")
+        again = page.evaluate(FRAME_RATE, [1500])
+        assert again["ticks"] >= 3, again
+    finally:
+        context.close()

@@ -219,7 +219,7 @@ function main() {
       return pose && { eyes: pose.eyes, mouth: { ...pose.mouth }, hands: { ...pose.hands } };
     },
     get stats() {
-      return { ...app.stats, frames: stage.frames, rigLoaded: rig.loaded };
+      return { ...app.stats, frames: stage.frames, ticks: stage.ticks, rigLoaded: rig.loaded };
     },
   });
 }

@@ -1,10 +1,24 @@
 // The avatar stage: one animation loop that asks the active player which clip is heard and
 // where, mixes the clip's timeline with the idle life, draws the rig, and updates the caption.
 //
+// The loop is frugal, because the page shares a small machine with the services: it draws at
+// most SPEAKING_FPS while a clip plays and IDLE_FPS otherwise (breathing and blinks need no
+// more), skips the draw when the pose has not changed, and stops while the page is hidden.
+//
 // Events: "speaking" (detail: boolean) when the avatar starts or stops talking.
 
 import { IdleMotion } from "./idle-motion.js";
 import { composePose } from "./rig-motion.js";
+
+export const IDLE_FPS = 10;
+export const SPEAKING_FPS = 30;
+
+/** A pose's drawn state as a string: equal strings draw the same picture. */
+function poseKey(pose) {
+  if (!pose) return "none";
+  const values = Object.entries(pose.values).map(([k, v]) => `${k}:${v.toFixed(1)}`);
+  return JSON.stringify([values, pose.hands, pose.eyes, pose.mouth]);
+}
 
 export class Stage extends EventTarget {
   constructor({ canvas, frame, captions, speech, video, rig, mode = "rig" }) {
@@ -27,8 +41,17 @@ export class Stage extends EventTarget {
     this.heard = null;
     this.pose = null;
     this.running = false;
-    this.frames = 0;
+    this.frames = 0; // drawn frames
+    this.ticks = 0; // loop iterations, drawn or not
+    this.lastKey = null;
+    this.timer = null;
+    this.rafId = null;
     this.setMode(mode);
+    for (const player of [speech, video]) player.addEventListener("clipstart", () => this.wake());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") this.pause();
+      else if (this.running) this.schedule(0);
+    });
   }
 
   setMode(mode) {
@@ -47,16 +70,40 @@ export class Stage extends EventTarget {
   start() {
     if (this.running) return;
     this.running = true;
-    const loop = (now) => {
-      if (!this.running) return;
-      this.frame(now);
-      requestAnimationFrame(loop);
-    };
-    requestAnimationFrame(loop);
+    this.schedule(0);
   }
 
   stop() {
     this.running = false;
+    this.pause();
+  }
+
+  /** Draws again soon, e.g. when a clip starts, instead of at the next idle tick. */
+  wake() {
+    if (this.running && document.visibilityState !== "hidden") this.schedule(0);
+  }
+
+  pause() {
+    clearTimeout(this.timer);
+    if (this.rafId !== null) cancelAnimationFrame(this.rafId);
+    this.timer = null;
+    this.rafId = null;
+  }
+
+  schedule(delayMs) {
+    this.pause();
+    // A timer sets the pace, and the draw itself waits for the browser's next frame.
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.rafId = requestAnimationFrame((now) => {
+        this.rafId = null;
+        if (!this.running) return;
+        const started = performance.now();
+        this.frame(now);
+        const fps = this.player.busy ? SPEAKING_FPS : IDLE_FPS;
+        this.schedule(Math.max(0, 1000 / fps - (performance.now() - started)));
+      });
+    }, delayMs);
   }
 
   frame(nowMs) {
@@ -65,14 +112,15 @@ export class Stage extends EventTarget {
     const animated = this.mode === "video" ? null : heard;
     const mood = heard ? "speaking" : this.mood;
     const life = this.idle.sample(nowMs, mood);
-    if (this.rig.loaded) {
-      this.rig.fit(this.canvas);
-      this.pose = composePose(this.rig.manifest, animated, life, nowMs);
+    this.ticks += 1;
+    this.pose = this.rig.loaded ? composePose(this.rig.manifest, animated, life, nowMs) : null;
+    const key = `${this.rig.loaded}|${this.canvas.width}|${poseKey(this.pose)}`;
+    if (key !== this.lastKey) {
+      if (this.rig.loaded) this.rig.fit(this.canvas);
       this.rig.draw(this.ctx, this.pose);
-    } else {
-      this.rig.draw(this.ctx, null);
+      this.lastKey = `${this.rig.loaded}|${this.canvas.width}|${poseKey(this.pose)}`;
+      this.frames += 1;
     }
-    this.frames += 1;
     this.heard = heard;
     if (heard) this.captions.update(heard.clip, heard.ms);
     const speaking = this.player.busy;
