@@ -2,7 +2,9 @@
 
 Starts nats-server (JetStream, data under ``--state``), then every service package that is
 installed (stt, llm, avatar, edge), each as its own process with its own port, waits until each
-reports ready, prints the URL and streams their logs with a name prefix.
+reports ready, prints the URL and streams their logs with a name prefix. A service or
+nats-server that crashes is restarted, as Kubernetes would restart a pod (a crash loop stops
+the stack instead).
 
 Stopping: Ctrl-C, SIGTERM or SIGHUP (a closed terminal) asks every service to shut down
 gracefully, all at once; whatever is still running after ``STOP_GRACE_S`` is killed; NATS stops
@@ -42,6 +44,8 @@ SERVICES: tuple[tuple[str, str, str, int], ...] = (
 # How long the services get to stop on their own before they are killed; `make run` must be
 # down within 5 s of Ctrl-C, NATS included.
 STOP_GRACE_S = 3.5
+# A crashed service (or nats-server) is restarted, like a pod, unless it crashes this often.
+MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
 
 
 def installed_services() -> list[str]:
@@ -193,6 +197,30 @@ class Stack:
             if proc.stdout is not None and (pump is None or not pump.is_alive()):
                 proc.stdout.close()
 
+    def supervise(self, restarts: dict[str, list[float]]) -> str | None:
+        """Restarts whatever has exited; returns why the stack must stop instead, if it must.
+
+        ``restarts`` holds each name's recent restart times, across calls.
+        """
+        now = time.monotonic()
+        dead = [(n, p.returncode) for n, p in list(self.processes.items()) if p.poll() is not None]
+        if self.nats and self.nats.process and self.nats.process.poll() is not None:
+            dead.insert(0, ("nats-server", self.nats.process.returncode))
+        for name, code in dead:
+            recent = [t for t in restarts.get(name, []) if now - t < RESTART_WINDOW_S]
+            if len(recent) >= MAX_RESTARTS:
+                return f"{name} exited with code {code} {len(recent) + 1} times within a minute"
+            restarts[name] = [*recent, now]
+            _say(f"{name} exited with code {code}; restarting it")
+            if name == "nats-server":
+                assert self.nats is not None
+                self.nats.stop()
+                self.nats.start()
+            else:
+                self.restart_service(name)
+            _say(f"{name} is back")
+        return None
+
     def restart_service(self, name: str, timeout_s: float = 180.0) -> None:
         self.stop_service(name)
         module, kind = {n: (m, k) for n, m, k, _ in SERVICES}[name]
@@ -280,14 +308,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _say(f"avatarchat is up: open {stack.edge_url}/  (Ctrl-C stops everything)")
     try:
+        restarts: dict[str, list[float]] = {}
         while not stop.is_set():
-            for name, proc in list(stack.processes.items()):
-                if proc.poll() is not None:
-                    _say(f"{name} exited with code {proc.returncode}; stopping the stack")
-                    stop.set()
-            if stack.nats and stack.nats.process and stack.nats.process.poll() is not None:
-                _say(f"nats-server exited with code {stack.nats.process.returncode}; stopping")
-                stop.set()
+            try:
+                reason = stack.supervise(restarts)
+            except InterruptedError:
+                break
+            except (RuntimeError, TimeoutError) as exc:
+                reason = f"a restart failed: {exc}"
+            if reason is not None:
+                _say(f"{reason}; stopping the stack")
+                break
             stop.wait(0.5)
     finally:
         _say("stopping ...")
