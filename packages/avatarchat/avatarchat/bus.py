@@ -32,9 +32,17 @@ CLIPS_BUCKET = "avatarchat-clips"
 HISTORY_BUCKET = "avatarchat-history"
 
 
+WORKERS_SUBJECT_PREFIX = "avatar.workers"  # core NATS, outside every stream
+
+
 def events_subject(session_id: str) -> str:
     """The subject a session's avatar events are published on."""
     return f"{EVENTS_SUBJECT_PREFIX}.{session_id}"
+
+
+def worker_subject(worker_id: str) -> str:
+    """The subject an avatar process publishes its ``WorkerHeartbeat`` on."""
+    return f"{WORKERS_SUBJECT_PREFIX}.{worker_id}"
 
 
 async def connect(

@@ -20,6 +20,7 @@ from avatarchat.grpc_server import GrpcHost
 from avatarchat.v1 import avatar_pb2_grpc
 
 from .config import AvatarConfig
+from .heartbeat import Heartbeat
 from .pipeline import ClipPipeline
 from .publisher import Publisher
 from .server import SERVICE_NAME, AvatarServicer
@@ -72,6 +73,11 @@ class AvatarApp:
             clip_timeout_s=config.clip_timeout_s,
             registry_size=config.registry_size,
         )
+        # Heartbeats go on until the pipeline has finished (or failed) its last clip.
+        heartbeat = Heartbeat(nc, pipeline.in_progress)
+        heartbeat.start()
+        self._stack.push_async_callback(heartbeat.close)
+        self.servicer.worker_id = heartbeat.worker_id
         pipeline.start()
         self._stack.push_async_callback(pipeline.close, config.runtime.shutdown_grace_s)
         self.pipeline = pipeline

@@ -171,6 +171,10 @@ class ClipPipeline:
     def queued(self) -> int:
         return len(self._queue)
 
+    def in_progress(self) -> int:
+        """Clips queued or being made."""
+        return sum(1 for record in self._registry.values() if record.status in LIVE)
+
     async def close(self, grace_s: float) -> None:
         """Stops taking work: queued clips fail at once, running ones get ``grace_s`` to finish.
 

@@ -36,8 +36,11 @@ def clean_text(text: str, max_chars: int) -> str:
 
 
 class AvatarServicer(avatar_pb2_grpc.AvatarServiceServicer):
-    def __init__(self, pipeline: ClipPipeline | None, *, max_text_chars: int) -> None:
+    def __init__(
+        self, pipeline: ClipPipeline | None, *, max_text_chars: int, worker_id: str = ""
+    ) -> None:
         self._pipeline = pipeline
+        self.worker_id = worker_id  # set once the heartbeat runs (app.py)
         self._max_text_chars = max_text_chars
 
     def attach(self, pipeline: ClipPipeline) -> None:
@@ -85,7 +88,7 @@ class AvatarServicer(avatar_pb2_grpc.AvatarServiceServicer):
             speech_only=request.speech_only,
             queued=pipeline.queued,
         )
-        return avatar_pb2.GenerateClipResponse(clip_id=record.clip_id)
+        return avatar_pb2.GenerateClipResponse(clip_id=record.clip_id, worker_id=self.worker_id)
 
     async def GetClip(
         self, request: avatar_pb2.GetClipRequest, context: grpc.aio.ServicerContext

@@ -26,6 +26,7 @@ from .nats_link import NatsLink
 from .probes import Probes
 from .sessions import Session, SessionRegistry
 from .upstream import Upstreams, metadata
+from .worker_watch import WorkerWatch
 from .ws import SocketRoute
 
 _log = log.get("avatarchat.edge.app")
@@ -34,6 +35,7 @@ CONFIG = web.AppKey("config", EdgeConfig)
 METRICS = web.AppKey("metrics", EdgeMetrics)
 UPSTREAMS = web.AppKey("upstreams", Upstreams)
 NATS = web.AppKey("nats", NatsLink)
+WORKERS = web.AppKey("workers", WorkerWatch)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 STOPPING = web.AppKey("stopping", asyncio.Event)
@@ -54,6 +56,7 @@ def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web
     app[NATS] = NatsLink(
         config.runtime.nats_url if config.use_nats else None, retention=config.retention
     )
+    app[WORKERS] = WorkerWatch(app[NATS])
     app[SESSIONS] = SessionRegistry(
         ttl_s=config.session_ttl_s,
         max_remembered=config.max_remembered_sessions,
@@ -64,6 +67,7 @@ def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web
 
     app.cleanup_ctx.append(_upstreams_ctx)
     app.cleanup_ctx.append(_nats_ctx)
+    app.cleanup_ctx.append(_workers_ctx)
     app.cleanup_ctx.append(_janitor_ctx)
     app.on_shutdown.append(_close_sockets)
 
@@ -72,6 +76,7 @@ def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web
         sessions=app[SESSIONS],
         upstreams=app[UPSTREAMS],
         nats=app[NATS],
+        workers=app[WORKERS],
         metrics=app[METRICS],
         sockets=app[SOCKETS],
     ).add_to(app.router)
@@ -125,6 +130,19 @@ async def _nats_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await link.close()
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = (
+        asyncio.create_task(app[WORKERS].run(), name="worker-watch") if app[NATS].enabled else None
+    )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from .metrics import EdgeMetrics
 from .sessions import Session
 from .upstream import Upstream, UpstreamError, Upstreams, metadata
+from .worker_watch import WorkerWatch
 
 _log = log.get("avatarchat.edge.clips")
 
@@ -36,6 +37,7 @@ class ClipScheduler:
         session: Session,
         turn_id: str,
         upstreams: Upstreams,
+        workers: WorkerWatch | None,
         send: Send,
         metrics: EdgeMetrics,
         deadline_s: float,
@@ -43,6 +45,7 @@ class ClipScheduler:
         self._session = session
         self._turn_id = turn_id
         self._upstreams = upstreams
+        self._workers = workers
         self._send = send
         self._metrics = metrics
         self._deadline_s = deadline_s
@@ -98,6 +101,15 @@ class ClipScheduler:
             await self._failed(seq, exc)
             return
         self._metrics.clips_requested_total.labels("ok").inc()
+        if self._workers is not None:
+            self._workers.track(
+                response.clip_id,
+                response.worker_id,
+                session_id=session.id,
+                turn_id=self._turn_id,
+                seq=seq,
+                speech_only=request.speech_only,
+            )
         _log.debug("clip.requested", clip_id=response.clip_id, seq=seq, turn_id=self._turn_id)
 
     async def _failed(self, seq: int, exc: UpstreamError) -> None:

@@ -33,6 +33,7 @@ from .protocol import ErrorCode, ProtocolError, error
 from .sessions import Session, SessionRegistry, new_turn_id
 from .turns import Turn
 from .upstream import UpstreamError, Upstreams, metadata
+from .worker_watch import WorkerWatch
 
 _log = log.get("avatarchat.edge.ws")
 
@@ -52,6 +53,7 @@ class Connection:
         sessions: SessionRegistry,
         upstreams: Upstreams,
         nats: NatsLink,
+        workers: WorkerWatch,
         metrics: EdgeMetrics,
     ) -> None:
         self.ws = ws
@@ -59,6 +61,7 @@ class Connection:
         self._sessions = sessions
         self._upstreams = upstreams
         self._nats = nats
+        self._workers = workers
         self._metrics = metrics
         self._send_lock = asyncio.Lock()
         self._turn_lock = asyncio.Lock()
@@ -231,6 +234,7 @@ class Connection:
                 source=source,
                 config=self._config,
                 upstreams=self._upstreams,
+                workers=self._workers,
                 metrics=self._metrics,
                 send=self.send,
             )

@@ -113,6 +113,14 @@ class NatsLink:
     def remove_reconnect_listener(self, listener: Callable[[], None]) -> None:
         self._listeners.discard(listener)
 
+    async def client(self) -> NATS:
+        """Waits until connected, then returns the connection (for plain subscriptions)."""
+        if not self.enabled:
+            raise NatsUnavailable("NATS is not configured for this edge")
+        await self._ready.wait()
+        assert self._nc is not None
+        return self._nc
+
     async def jetstream(self) -> JetStreamContext:
         """Waits until connected, then returns the JetStream context."""
         if not self.enabled:

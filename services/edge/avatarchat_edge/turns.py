@@ -25,6 +25,7 @@ from .protocol import ErrorCode, error
 from .sentences import SentenceSplitter
 from .sessions import Session
 from .upstream import UpstreamError, Upstreams, metadata
+from .worker_watch import WorkerWatch
 
 _log = log.get("avatarchat.edge.turns")
 
@@ -41,6 +42,7 @@ class Turn:
         source: str,
         config: EdgeConfig,
         upstreams: Upstreams,
+        workers: WorkerWatch | None,
         metrics: EdgeMetrics,
         send: Send,
         started: float | None = None,
@@ -62,6 +64,7 @@ class Turn:
                 session=session,
                 turn_id=turn_id,
                 upstreams=upstreams,
+                workers=workers,
                 send=send,
                 metrics=metrics,
                 deadline_s=config.rpc_deadline_s,

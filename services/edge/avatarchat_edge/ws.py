@@ -20,6 +20,7 @@ from .nats_link import NatsLink
 from .protocol import ErrorCode, error
 from .sessions import SessionRegistry
 from .upstream import Upstreams
+from .worker_watch import WorkerWatch
 
 _log = log.get("avatarchat.edge.ws")
 
@@ -34,6 +35,7 @@ class SocketRoute:
         sessions: SessionRegistry,
         upstreams: Upstreams,
         nats: NatsLink,
+        workers: WorkerWatch,
         metrics: EdgeMetrics,
         sockets: weakref.WeakSet[web.WebSocketResponse],
     ) -> None:
@@ -41,6 +43,7 @@ class SocketRoute:
         self._sessions = sessions
         self._upstreams = upstreams
         self._nats = nats
+        self._workers = workers
         self._metrics = metrics
         self._sockets = sockets
 
@@ -89,6 +92,7 @@ class SocketRoute:
             sessions=self._sessions,
             upstreams=self._upstreams,
             nats=self._nats,
+            workers=self._workers,
             metrics=self._metrics,
         )
         try:

@@ -42,7 +42,7 @@ def test_unprotected_edges_bind_localhost_only() -> None:
         {"AVATARCHAT_EDGE_HOST": "0.0.0.0"},
         {"AVATARCHAT_EDGE_HOST": "0.0.0.0", "AVATARCHAT_EDGE_ALLOWED_ORIGINS": "https://x.io"},
     ):
-        with pytest.raises(ConfigError, match="AVATARCHAT_EDGE_HOST=0.0.0.0 would let"):
+        with pytest.raises(ConfigError, match=r"AVATARCHAT_EDGE_HOST=0\.0\.0\.0 would let"):
             EdgeConfig.from_env(env)
     assert EdgeConfig.from_env({"AVATARCHAT_EDGE_ALLOWED_ORIGINS": "https://x.io"}).host == (
         "127.0.0.1"
