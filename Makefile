@@ -14,7 +14,7 @@ LLAMA_SERVER := .venv/lib/llama-server/llama-server
 export UV_LINK_MODE ?= copy
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: help install system-deps protos run test bench lint check images k8s-check clean
+.PHONY: help install system-deps protos run test bench lint format check images k8s-check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,12 +58,17 @@ test: install ## Run every test (unit, gRPC, NATS, end to end, browser, manifest
 bench: install ## Measure latency and throughput; writes bench-results/*.json
 	$(PY) -m bench $(BENCH_ARGS)
 
-lint: install ## ruff and mypy
+lint: .venv/.synced $(PROTO_STAMP) ## ruff and mypy (needs no root: no apt, no llama-server build)
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
 	$(PY) -m mypy packages/avatarchat/avatarchat services/*/avatarchat_*
 
-check: lint ## Alias for lint
+format: .venv/.synced ## Rewrite the code in the project's format (ruff format, import order)
+	$(PY) -m ruff check --select I --fix -q .
+	$(PY) -m ruff format .
+
+check: .venv/.synced $(PROTO_STAMP) ## Format check, lint and types in one command
+	$(PY) -m ruff format --check .
+	@$(MAKE) --no-print-directory lint
 
 images: ## Build the service images with docker buildx (needs a Docker daemon)
 	python3 deploy/images.py $(IMAGES_ARGS)
