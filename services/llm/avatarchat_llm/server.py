@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import grpc
+import httpx
 from langchain_core.language_models import BaseChatModel
 
 from avatarchat import bus, log
@@ -15,8 +16,13 @@ from avatarchat.grpc_server import GrpcHost
 from avatarchat.v1 import llm_pb2, llm_pb2_grpc
 
 from .chain import Conversation, Delta
-from .config import LlmConfig
+from .config import LlmConfig, concurrency
+from .engine import LlamaServer, model_alias
 from .history import MemoryHistoryStore, NatsHistoryStore
+from .metrics import LlmMetrics, serve_metrics
+from .models import check as check_model
+from .models import ensure_file
+from .slots import SlotGate
 
 SERVICE_NAME = "avatarchat.v1.LlmService"
 _log = log.get("avatarchat.llm")
@@ -55,6 +61,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
                         completion_tokens=event.completion_tokens,
                         model=event.model,
                         finish_reason=event.finish_reason,
+                        cached_prompt_tokens=event.cached_prompt_tokens,
                     )
                 )
 
@@ -78,22 +85,37 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
 
 
 class LlmApp:
-    """Builds the backend, the history store and the gRPC host; ``load`` readies them.
+    """Builds the backend, the history store, the metrics and the gRPC host; ``load`` readies them.
 
-    Everything with a lifetime (the NATS connection, the model's thread) is registered on
-    ``stack``, which the caller closes after the server has stopped.
+    Everything with a lifetime (the engine process, HTTP clients, the NATS connection, the
+    metrics server) is registered on ``stack``, which the caller closes after the server has
+    stopped.
     """
 
-    def __init__(self, config: LlmConfig, stack: AsyncExitStack, *, host: str = "[::]") -> None:
+    def __init__(
+        self,
+        config: LlmConfig,
+        stack: AsyncExitStack,
+        *,
+        host: str = "[::]",
+        metrics_host: str = "0.0.0.0",
+    ) -> None:
         self.config = config
         self._stack = stack
-        model, model_name, self._load_model = self._build_model()
+        self._metrics_host = metrics_host
+        self.gate = SlotGate(concurrency(config), config.max_queue)
+        self.metrics = LlmMetrics(self.gate)
+        self.engine: LlamaServer | None = None
+        self.metrics_port: int | None = None
+        model, model_name = self._build_model()
         self.conversation = Conversation(
             model=model,
             system_prompt=config.system_prompt,
             store=MemoryHistoryStore(config.history_max_messages),
             window=config.history_window,
             default_model_name=model_name,
+            gate=self.gate,
+            metrics=self.metrics,
         )
         servicer = LlmServicer(self.conversation, config.max_input_chars)
         self.host = GrpcHost(
@@ -103,44 +125,87 @@ class LlmApp:
             register=lambda server: llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server),
         )
 
-    def _build_model(self) -> tuple[BaseChatModel, str, Callable[[], None] | None]:
+    def _http_client(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=10.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        self._stack.push_async_callback(client.aclose)
+        return client
+
+    def _build_model(self) -> tuple[BaseChatModel, str]:
         config = self.config
         if config.groq is not None:
-            import groq
+            from .backends.groq import build_groq
 
-            from .backends.groq import GroqFallbackChatModel, build_chat_models
-
-            http_client = groq.DefaultAsyncHttpxClient()
-            self._stack.push_async_callback(http_client.aclose)
-            models = build_chat_models(
+            model = build_groq(
                 config.groq,
+                http_client=self._http_client(),
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,
-                http_client=http_client,
             )
-            return GroqFallbackChatModel(models=models), config.groq.models[0], None
-        from .backends.local import LlamaChatModel, LlamaRunner
+            return model, config.groq.models[0]
+        if config.openai is not None:
+            from .backends.openai import build_openai
+
+            model = build_openai(
+                config.openai,
+                http_client=self._http_client(),
+                temperature=config.temperature,
+                max_tokens=config.max_tokens,
+            )
+            return model, config.openai.models[0]
+        from .backends.openai import build_local
 
         assert config.local is not None
-        runner = LlamaRunner(
-            config.local, temperature=config.temperature, max_tokens=config.max_tokens
+        engine = LlamaServer(
+            config.local, model_alias(config.local.model_path), self._engine_health
         )
-        self._stack.callback(runner.close)
-        return LlamaChatModel(runner=runner), runner.model_name, runner.load
+        self.engine = engine
+        self.metrics.engine_url = lambda: engine.url if engine.healthy else None
+        model = build_local(
+            config.local,
+            base_url=f"{engine.url}/v1",
+            model_name=engine.alias,
+            http_client=self._http_client(),
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+        )
+        return model, engine.alias
+
+    async def _engine_health(self, up: bool) -> None:
+        self.metrics.engine_up.set(1 if up else 0)
+        if self.conversation.ready:  # after the first start: a death or a restart
+            if up:
+                self.metrics.engine_restarts.inc()
+            await self.host.set_serving(up)
 
     async def load(self) -> None:
-        """Connects the history store and loads the model (off the event loop)."""
-        if self.config.history == "nats":
-            nc = await bus.connect(self.config.runtime.nats_url, name="avatarchat-llm")
-            self._stack.push_async_callback(nc.drain)
-            kv = await bus.ensure_history_kv(nc.jetstream(), bus.Retention())
-            self.conversation.store = NatsHistoryStore(kv, self.config.history_max_messages)
-        if self._load_model is not None:
-            await asyncio.to_thread(self._load_model)
+        """Connects the history store, serves metrics, starts and warms up the engine."""
+        config = self.config
+        if config.history == "nats":
+            nc = await bus.connect(config.runtime.nats_url, name="avatarchat-llm")
+            self._stack.push_async_callback(bus.close, nc)
+            kv = await bus.ensure_history_kv(nc.jetstream(), config.retention)
+            self.conversation.store = NatsHistoryStore(kv, config.history_max_messages)
+        runner = await serve_metrics(self.metrics, self._metrics_host, config.metrics_port)
+        self._stack.push_async_callback(runner.cleanup)
+        self.metrics_port = runner.addresses[0][1]
+        if self.engine is not None:
+            local = config.local
+            assert local is not None
+            await asyncio.to_thread(ensure_file, local.model, local.model_path)
+            await asyncio.to_thread(check_model, local.model, local.model_path)
+            self._stack.push_async_callback(self.engine.stop)
+            await self.engine.start()
+            self.conversation.engine_check = self.engine.check_healthy
         self.conversation.ready = True
         _log.info(
             "llm.ready",
-            backend=self.config.backend,
-            history=self.config.history,
-            window=self.config.history_window,
+            backend=config.backend,
+            history=config.history,
+            window=config.history_window,
+            concurrency=self.gate.capacity,
+            max_queue=self.gate.max_queue,
+            metrics_port=self.metrics_port,
         )

@@ -19,6 +19,8 @@ BASE_ENV = {
     "AVATARCHAT_LLM_THREADS": "1",  # robust to a busy machine; 2 threads suffer most
     "AVATARCHAT_LLM_TEMPERATURE": "0",
     "AVATARCHAT_LLM_MAX_TOKENS": "64",
+    "AVATARCHAT_LLM_SLOTS": "4",
+    "AVATARCHAT_LLM_METRICS_PORT": "0",
     "AVATARCHAT_LOG_FORMAT": "console",
 }
 
@@ -35,7 +37,7 @@ async def running_llm(environ: Mapping[str, str] | None = None) -> AsyncIterator
     """Starts the llm service in this process on 127.0.0.1 and a free port, loaded."""
     config = LlmConfig.from_env({**BASE_ENV, **(environ or {})})
     async with AsyncExitStack() as stack:
-        app = LlmApp(config, stack, host="127.0.0.1")
+        app = LlmApp(config, stack, host="127.0.0.1", metrics_host="127.0.0.1")
         await app.host.start()
         try:
             await app.load()
