@@ -84,6 +84,7 @@ class LlamaServer:
         self._stopping = False
         self._output: collections.deque[str] = collections.deque(maxlen=40)
         self._watcher: asyncio.Task[None] | None = None
+        self._pump_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -105,9 +106,10 @@ class LlamaServer:
         started = time.perf_counter()
         self.process = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)  # fmt: skip
-        threading.Thread(
+        self._pump_thread = threading.Thread(
             target=self._pump, args=(self.process,), name="llama-server-log", daemon=True
-        ).start()
+        )
+        self._pump_thread.start()
         _log.info("llm.engine.starting", pid=self.process.pid, port=self.port, argv=argv)
         try:
             await self._wait_healthy()
@@ -131,11 +133,12 @@ class LlamaServer:
     def _pump(self, process: subprocess.Popen[bytes]) -> None:
         """Keeps the child's last lines for a crash report; passes on its warnings and errors."""
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self._output.append(line)
-            if " E " in line[:24] or " W " in line[:24]:
-                _log.warning("llm.engine.output", pid=process.pid, line=line)
+        with process.stdout:
+            for raw in process.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                self._output.append(line)
+                if " E " in line[:24] or " W " in line[:24]:
+                    _log.warning("llm.engine.output", pid=process.pid, line=line)
 
     def _failure(self, why: str) -> EngineFailed:
         tail = "\n".join(list(self._output)[-15:])
@@ -216,11 +219,15 @@ class LlamaServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if self._pump_thread is not None:
+            self._pump_thread.join(2.0)  # it reads the pipe to its end, then closes it
 
     async def stop(self) -> None:
         self._stopping = True
         self.healthy = False
         await asyncio.to_thread(self._terminate)
+        if self._pump_thread is not None:
+            await asyncio.to_thread(self._pump_thread.join, 2.0)
         if self._watcher is not None:
             self._watcher.cancel()
             try:

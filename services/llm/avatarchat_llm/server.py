@@ -125,10 +125,14 @@ class LlmApp:
             register=lambda server: llm_pb2_grpc.add_LlmServiceServicer_to_server(servicer, server),
         )
 
-    def _http_client(self) -> httpx.AsyncClient:
+    def _http_client(self, keep_alive: bool = True) -> httpx.AsyncClient:
+        """An HTTP client for the SDKs, closed with the app. Without keep-alive for the local
+        engine: llama-server closes idle connections, and a reused closed one fails a turn."""
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=10.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            limits=httpx.Limits(
+                max_connections=None, max_keepalive_connections=64 if keep_alive else 0
+            ),
         )
         self._stack.push_async_callback(client.aclose)
         return client
@@ -167,7 +171,7 @@ class LlmApp:
             config.local,
             base_url=f"{engine.url}/v1",
             model_name=engine.alias,
-            http_client=self._http_client(),
+            http_client=self._http_client(keep_alive=False),
             temperature=config.temperature,
             max_tokens=config.max_tokens,
         )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from avatarchat import cpu
 from avatarchat.config import ConfigError
-from avatarchat_llm.config import DEFAULT_SYSTEM_PROMPT, LlmConfig, bundled_smollm2
+from avatarchat_llm.config import DEFAULT_SYSTEM_PROMPT, LlmConfig, concurrency
+from avatarchat_llm.models import QWEN_05B, SMOLLM2_135M
 
 
 def test_defaults() -> None:
@@ -20,14 +22,59 @@ def test_defaults() -> None:
     assert config.history_window == 12
     assert config.max_input_chars == 4000
     assert (config.temperature, config.max_tokens) == (0.0, 128)
-    assert config.local is not None
-    assert config.local.model_path == bundled_smollm2()
-    assert config.local.threads == (os.cpu_count() or 1)
+    assert config.local is not None and config.openai is None
+    assert config.local.model is QWEN_05B
+    models_dir = Path(sys.prefix) / "lib/avatarchat-models"
+    assert config.local.model_path == models_dir / QWEN_05B.file_name
+    assert config.local.binary == Path(sys.prefix) / "lib/llama-server/llama-server"
+    assert config.local.threads == cpu.default_threads()
+    assert config.local.slots == 8 and concurrency(config) == 8
+    assert config.local.context_tokens == 2048
+    assert config.max_queue == 16 and config.metrics_port == 9464
+    assert config.retention.history_ttl_s == 7 * 24 * 3600.0
 
 
-def test_the_bundled_model_is_found_without_importing_its_package() -> None:
-    path = bundled_smollm2()
+def test_the_smaller_model_is_found_in_its_package_without_importing_it() -> None:
+    config = LlmConfig.from_env({"AVATARCHAT_LLM_MODEL": "smollm2-135m"})
+    assert config.local is not None and config.local.model is SMOLLM2_135M
+    path = config.local.model_path
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
+
+
+def test_openai_backend_settings() -> None:
+    config = LlmConfig.from_env(
+        {
+            "AVATARCHAT_LLM_BACKEND": "openai",
+            "AVATARCHAT_OPENAI_BASE_URL": "http://localhost:11434/v1/",
+            "AVATARCHAT_LLM_OPENAI_MODEL": "qwen2.5:0.5b",
+            "AVATARCHAT_LLM_OPENAI_FALLBACK_MODELS": "llama3.2:1b, qwen2.5:0.5b",
+            "OPENAI_API_KEY": "sk-secret-1",
+            "AVATARCHAT_LLM_MAX_CONCURRENT": "5",
+        }
+    )
+    assert config.local is None and config.openai is not None
+    assert config.openai.base_url == "http://localhost:11434/v1"
+    assert config.openai.models == ("qwen2.5:0.5b", "llama3.2:1b")
+    assert concurrency(config) == 5
+    assert "sk-secret-1" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("env", "complaint"),
+    [
+        ({}, "AVATARCHAT_OPENAI_BASE_URL is required"),
+        ({"AVATARCHAT_OPENAI_BASE_URL": "localhost:1"}, "AVATARCHAT_OPENAI_BASE_URL must start"),
+        ({"AVATARCHAT_OPENAI_BASE_URL": "http://x/v1"}, "AVATARCHAT_LLM_OPENAI_MODEL is required"),
+    ],
+)
+def test_bad_openai_settings(env: dict[str, str], complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        LlmConfig.from_env({"AVATARCHAT_LLM_BACKEND": "openai", **env})
+
+
+def test_retention_of_the_history_bucket_comes_from_the_shared_settings() -> None:
+    config = LlmConfig.from_env({"AVATARCHAT_HISTORY_TTL_S": "60", "AVATARCHAT_NATS_REPLICAS": "3"})
+    assert (config.retention.history_ttl_s, config.retention.replicas) == (60.0, 3)
 
 
 def test_overrides(tmp_path: Path) -> None:
@@ -44,6 +91,8 @@ def test_overrides(tmp_path: Path) -> None:
             "AVATARCHAT_LLM_MODEL_PATH": str(model),
             "AVATARCHAT_LLM_THREADS": "3",
             "AVATARCHAT_LLM_MAX_QUEUE": "0",
+            "AVATARCHAT_LLM_SLOTS": "2",
+            "AVATARCHAT_LLM_METRICS_PORT": "9999",
         }
     )
     assert (config.port, config.temperature) == (6000, 0.7)
@@ -51,7 +100,8 @@ def test_overrides(tmp_path: Path) -> None:
     assert (config.max_tokens, config.history, config.history_window) == (200, "nats", 4)
     assert config.local is not None
     assert (config.local.model_path, config.local.threads) == (model, 3)
-    assert config.local.max_queue == 0
+    assert config.local.model is None  # any GGUF: not checked against a known model
+    assert (config.max_queue, config.local.slots, config.metrics_port) == (0, 2, 9999)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +109,14 @@ def test_overrides(tmp_path: Path) -> None:
     [
         ("AVATARCHAT_LLM_PORT", "http"),
         ("AVATARCHAT_LLM_PORT", "70000"),
-        ("AVATARCHAT_LLM_BACKEND", "openai"),
+        ("AVATARCHAT_LLM_BACKEND", "ollama"),
+        ("AVATARCHAT_LLM_MODEL", "gpt-5"),
+        ("AVATARCHAT_LLAMA_SERVER", "/nonexistent/llama-server"),
+        ("AVATARCHAT_LLM_SLOTS", "0"),
+        ("AVATARCHAT_LLM_METRICS_PORT", "-1"),
+        ("AVATARCHAT_LLM_CACHE_RAM_MIB", "lots"),
+        ("AVATARCHAT_LLM_STARTUP_TIMEOUT_S", "0"),
+        ("AVATARCHAT_HISTORY_TTL_S", "0"),
         ("AVATARCHAT_LLM_TEMPERATURE", "hot"),
         ("AVATARCHAT_LLM_TEMPERATURE", "-1"),
         ("AVATARCHAT_LLM_MAX_TOKENS", "0"),

@@ -30,7 +30,9 @@ def grpcurl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
 
 def service_env(**extra: str) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("AVATARCHAT_", "GROQ_"))}
-    return {**keep, "AVATARCHAT_LOG_FORMAT": "json", "AVATARCHAT_LLM_THREADS": "1", **extra}
+    base = {"AVATARCHAT_LOG_FORMAT": "json", "AVATARCHAT_LLM_THREADS": "1"}
+    base |= {"AVATARCHAT_LLM_SLOTS": "2", "AVATARCHAT_LLM_METRICS_PORT": "0"}
+    return {**keep, **base, **extra}
 
 
 @pytest.fixture(scope="module")

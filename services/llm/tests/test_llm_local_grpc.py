@@ -1,4 +1,4 @@
-"""The llm service over real gRPC with the real local model (SmolLM2-135M via llama.cpp)."""
+"""The llm service over real gRPC with the real local engine: llama-server and the default model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
-from structlog.testing import capture_logs
+import aiohttp
 
 from avatarchat.v1 import llm_pb2
 
@@ -30,7 +30,7 @@ async def test_reply_streams_deltas_then_done_with_token_counts(llm: Any, ask: A
     assert result.done.text.strip()
     assert result.done.prompt_tokens > 10  # the system prompt alone is longer
     assert result.done.completion_tokens > 0
-    assert result.done.model == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert result.done.model == "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
     assert result.done.finish_reason in ("stop", "length")
 
 
@@ -131,58 +131,31 @@ async def test_concurrent_requests_all_complete(llm: Any, ask: Any) -> None:
         assert [m.text for m in history.messages] == [prompt, results[i].done.text]
 
 
-async def test_cancelled_reply_stores_nothing_and_stops_generating(llm: Any, ask: Any) -> None:
-    call = llm.stub.Reply(
-        llm_pb2.ReplyRequest(session_id="cancel-1", turn_id="t1", text="Tell me a long story."),
-        timeout=60,
-    )
-    with capture_logs() as logs:
-        first = await call.read()
-        assert first.WhichOneof("event") == "delta"
-        call.cancel()
-        for _ in range(200):  # the generation thread notices within a token
-            if any(e["event"] == "llm.local.generation" for e in logs):
-                break
-            await asyncio.sleep(0.05)
-    [generation] = [e for e in logs if e["event"] == "llm.local.generation"]
-    assert generation["outcome"] == "cancelled"
-    assert generation["completion_tokens"] < 64
-    history = await llm.stub.GetHistory(llm_pb2.GetHistoryRequest(session_id="cancel-1"))
-    assert list(history.messages) == []
-    assert (await ask(llm.stub, "after-cancel", "Hello!")).done.text
+async def test_a_sessions_next_turn_reuses_its_cached_prompt(llm: Any, ask: Any) -> None:
+    first = await ask(llm.stub, "cache-1", "Hi! I live in Lisbon.")
+    assert first.done.prompt_tokens > 0
+    second = await ask(llm.stub, "cache-1", "Which city do I live in?")
+    # The system prompt and the first turn were not evaluated again.
+    assert second.done.cached_prompt_tokens >= first.done.prompt_tokens
+    assert second.done.cached_prompt_tokens < second.done.prompt_tokens
 
 
-async def test_a_full_queue_is_resource_exhausted_and_waiting_calls_can_leave(
-    start_llm: Any, ask: Any
-) -> None:
-    env = {"AVATARCHAT_LLM_MAX_QUEUE": "1", "AVATARCHAT_LLM_MAX_TOKENS": "256"}
-
-    def start(session_id: str) -> Any:
-        request = llm_pb2.ReplyRequest(
-            session_id=session_id, turn_id="t1", text="Tell me a long story about a dragon."
-        )
-        return busy.stub.Reply(request, timeout=120)
-
-    with capture_logs() as logs:
-        async with start_llm(env) as busy:
-            running = start("busy-running")
-            assert (await running.read()).WhichOneof("event") == "delta"  # generating now
-            waiting = start("busy-waiting")
-            await asyncio.sleep(0.2)  # queued behind the running one
-            with pytest.raises(grpc.aio.AioRpcError) as raised:
-                await start("busy-rejected").read()
-            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "AVATARCHAT_LLM_MAX_QUEUE" in (raised.value.details() or "")
-            assert ("retry-after", "1") in tuple(raised.value.trailing_metadata() or ())
-            waiting.cancel()  # leaves the queue before its turn
-            rest = []
-            while (event := await running.read()) is not grpc.aio.EOF:
-                rest.append(event)
-            assert rest[-1].WhichOneof("event") == "done"
-            assert (await ask(busy.stub, "busy-after", "Hello!")).done.text
-            history = await busy.stub.GetHistory(
-                llm_pb2.GetHistoryRequest(session_id="busy-waiting")
-            )
-            assert list(history.messages) == []
-    generations = [e for e in logs if e["event"] == "llm.local.generation"]
-    assert [e["outcome"] for e in generations] == ["done", "done"]  # the waiting one never ran
+async def test_metrics_cover_slots_queue_latency_and_the_engine(llm: Any, ask: Any) -> None:
+    await ask(llm.stub, "metrics-1", "Hello!")
+    url = f"http://127.0.0.1:{llm.app.metrics_port}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        text = await response.text()
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["avatarchat_llm_slots"] == 4
+    assert values["avatarchat_llm_busy_slots"] == 0
+    assert values["avatarchat_llm_queue_depth"] == 0
+    assert values["avatarchat_llm_time_to_first_token_seconds_count"] >= 1
+    assert values["avatarchat_llm_completion_tokens_total"] > 0
+    assert values["avatarchat_llm_engine_up"] == 1
+    assert values['avatarchat_llm_replies_total{outcome="done"}'] >= 1
+    assert values["llamacpp:tokens_predicted_total"] > 0  # forwarded from llama-server
