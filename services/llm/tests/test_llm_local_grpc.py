@@ -7,10 +7,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 import pytest_asyncio
-import aiohttp
 
 from avatarchat.v1 import llm_pb2
 
