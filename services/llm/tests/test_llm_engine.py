@@ -4,6 +4,7 @@ dead engine turns health NOT_SERVING and is restarted, and it never outlives the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ def test_the_command_line_uses_slots_threads_and_the_prompt_cache() -> None:
     argv = llama_server_argv(local_config(AVATARCHAT_LLM_SLOTS="3"), 8123, "m.gguf")
     flags = {
         flag: value
-        for flag, value in zip(argv[1:], argv[2:], strict=False)
+        for flag, value in itertools.pairwise(argv)
         if flag.startswith("--") and not value.startswith("--")
     }
     assert argv[0].endswith("llama-server/llama-server")
@@ -122,7 +123,18 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_the_engine_dies_with_the_service_even_on_sigkill(tmp_path: Path) -> None:
+def sync_health(addr: str) -> int | None:
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5
+            )
+        except grpc.RpcError:
+            return None
+        return int(response.status)
+
+
+def test_the_engine_dies_with_the_service_even_on_sigkill(tmp_path: Path) -> None:
     port = free_port()
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("AVATARCHAT_", "GROQ_"))}
     env = {
@@ -142,13 +154,10 @@ async def test_the_engine_dies_with_the_service_even_on_sigkill(tmp_path: Path) 
         deadline = time.monotonic() + 120
         while True:
             assert service.poll() is None, log_file.read_text()
-            try:
-                if await health(f"127.0.0.1:{port}") == SERVING:
-                    break
-            except grpc.aio.AioRpcError:
-                pass
+            if sync_health(f"127.0.0.1:{port}") == SERVING:
+                break
             assert time.monotonic() < deadline, log_file.read_text()
-            await asyncio.sleep(0.2)
+            time.sleep(0.2)
         [engine_pid] = [c for c in children_of(service.pid) if alive(c)]
         assert "llama-server" in Path(f"/proc/{engine_pid}/cmdline").read_text()
         service.kill()
@@ -156,7 +165,7 @@ async def test_the_engine_dies_with_the_service_even_on_sigkill(tmp_path: Path) 
         deadline = time.monotonic() + 10
         while alive(engine_pid):
             assert time.monotonic() < deadline, "llama-server outlived the killed llm service"
-            await asyncio.sleep(0.05)
+            time.sleep(0.05)
     finally:
         if service.poll() is None:
             service.kill()
