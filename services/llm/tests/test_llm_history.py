@@ -152,3 +152,28 @@ async def test_a_restarted_service_carries_on_the_conversation(
             llm_pb2.ResetHistoryRequest(session_id=session)
         )
         assert reset.removed == 4
+
+
+async def test_the_history_bucket_takes_its_retention_from_the_shared_settings(
+    fresh_nats_server: NatsServer, start_llm: Any
+) -> None:
+    """Issue 9: the llm built ``bus.Retention()`` by hand and ignored these variables."""
+    env = {
+        "AVATARCHAT_LLM_BACKEND": "groq",  # no engine to start; the bucket is made in load()
+        "GROQ_API_KEY": "gsk_unused",
+        "AVATARCHAT_LLM_HISTORY": "nats",
+        "AVATARCHAT_NATS_URL": fresh_nats_server.url,
+        "AVATARCHAT_HISTORY_TTL_S": "321",
+        "AVATARCHAT_NATS_REPLICAS": "1",
+    }
+    async with start_llm(env):
+        pass
+    nc = await bus.connect(fresh_nats_server.url, name="llm-retention-test")
+    try:
+        js = nc.jetstream()
+        status = await (await js.key_value(bus.HISTORY_BUCKET)).status()
+        stream = await js.stream_info(f"KV_{bus.HISTORY_BUCKET}")
+    finally:
+        await nc.drain()
+    assert status.ttl == 321  # the bucket's TTL, as the server holds it
+    assert stream.config.max_age == 321 and stream.config.num_replicas == 1
