@@ -1,4 +1,4 @@
-"""The edge against the real llm service (SmolLM2 via llama.cpp), both in this process."""
+"""The edge against the real llm service (its supervised llama-server), both in this process."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ LLM_ENV = {
     "AVATARCHAT_LLM_THREADS": "1",
     "AVATARCHAT_LLM_TEMPERATURE": "0",
     "AVATARCHAT_LLM_MAX_TOKENS": "160",
+    "AVATARCHAT_LLM_SLOTS": "2",
+    "AVATARCHAT_LLM_METRICS_PORT": "0",
     "AVATARCHAT_LOG_FORMAT": "console",
 }
 
@@ -25,7 +27,7 @@ LLM_ENV = {
 @pytest.fixture
 async def real_llm() -> AsyncIterator[tuple[str, llm_pb2_grpc.LlmServiceStub]]:
     async with AsyncExitStack() as stack:
-        app = LlmApp(LlmConfig.from_env(LLM_ENV), stack, host="127.0.0.1")
+        app = LlmApp(LlmConfig.from_env(LLM_ENV), stack, host="127.0.0.1", metrics_host="127.0.0.1")
         await app.host.start()
         try:
             await app.load()
