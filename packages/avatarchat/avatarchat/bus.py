@@ -1,10 +1,23 @@
-"""NATS: one connection helper and the JetStream resources the system uses.
+"""NATS: one connection helper, and the one definition of every subject and JetStream resource.
 
-- Stream ``AVATAR_EVENTS`` carries ``avatar.events.<session_id>`` (protobuf ``AvatarEvent``)
-  with a bounded age, so an edge that reconnects replays what it missed.
-- Object store ``avatarchat-clips`` holds clip audio and video with a TTL.
-- KV bucket ``avatarchat-history`` holds conversation history when the llm service is
-  configured for it.
+Each resource is defined (name, subjects, retention) here and nowhere else, and is created by
+exactly one service, its owner; the others only use it:
+
+=============================  ========  ==================================================
+resource                       owner     what it holds
+=============================  ========  ==================================================
+stream ``AVATAR_EVENTS``       avatar    ``avatar.events.<session_id>`` (``AvatarEvent``),
+                                         bounded age, so an edge that reconnects replays
+                                         what it missed
+object store ``avatarchat-     avatar    clip audio and video (``clip_object``) and the
+clips``                                  browser rig (``rig_object``), with a TTL
+KV ``avatarchat-history``      llm       conversation history, when the llm keeps it in NATS
+KV ``avatarchat-sessions``     edge      what a resume needs (``SessionState``), with a TTL,
+                                         so any edge can resume any session
+=============================  ========  ==================================================
+
+Core NATS subjects, outside every stream: ``avatar.workers.<worker_id>`` (avatar heartbeats)
+and ``avatar.cancel.<session_id>`` (cancels, heard by every avatar process).
 """
 
 from __future__ import annotations
@@ -30,9 +43,24 @@ EVENTS_STREAM = "AVATAR_EVENTS"
 EVENTS_SUBJECT_PREFIX = "avatar.events"
 CLIPS_BUCKET = "avatarchat-clips"
 HISTORY_BUCKET = "avatarchat-history"
-
+SESSIONS_BUCKET = "avatarchat-sessions"
+RIG_PREFIX = "rig/"
+CLIP_MEDIA = ("wav", "mp4")
 
 WORKERS_SUBJECT_PREFIX = "avatar.workers"  # core NATS, outside every stream
+CANCEL_SUBJECT_PREFIX = "avatar.cancel"  # core NATS, outside every stream
+
+
+def clip_object(clip_id: str, kind: str) -> str:
+    """The object store name of a clip's ``wav`` or ``mp4``."""
+    if kind not in CLIP_MEDIA:
+        raise ValueError(f"clip media is one of {CLIP_MEDIA}, not {kind!r}")
+    return f"{clip_id}.{kind}"
+
+
+def rig_object(name: str) -> str:
+    """The object store name of a browser rig asset (``manifest.json``, ``mouth/aa.png``...)."""
+    return f"{RIG_PREFIX}{name}"
 
 
 def events_subject(session_id: str) -> str:
@@ -43,6 +71,11 @@ def events_subject(session_id: str) -> str:
 def worker_subject(worker_id: str) -> str:
     """The subject an avatar process publishes its ``WorkerHeartbeat`` on."""
     return f"{WORKERS_SUBJECT_PREFIX}.{worker_id}"
+
+
+def cancel_subject(session_id: str) -> str:
+    """The subject a cancel of a session's clips (``CancelClipsRequest``) is broadcast on."""
+    return f"{CANCEL_SUBJECT_PREFIX}.{session_id}"
 
 
 async def connect(
@@ -98,7 +131,10 @@ async def close(nc: NATS, timeout_s: float = 1.0) -> None:
                 return
         except Exception as exc:  # timed out, or the server went away mid-drain
             _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
-    await nc.close()
+    try:
+        await nc.close()
+    except OSError as exc:  # flushing what was buffered for a server that is gone
+        _log.warning("nats.close_failed", error=str(exc) or type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -123,6 +159,7 @@ class Retention:
 
 
 async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> None:
+    """Creates the events stream, or brings its configuration up to date (the avatar's job)."""
     config = StreamConfig(
         name=EVENTS_STREAM,
         subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
@@ -137,6 +174,7 @@ async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> No
 
 
 async def ensure_clips_store(js: JetStreamContext, retention: Retention) -> ObjectStore:
+    """The clips object store, created if needed (the avatar's job)."""
     return await js.create_object_store(
         CLIPS_BUCKET,
         config=ObjectStoreConfig(
@@ -146,6 +184,7 @@ async def ensure_clips_store(js: JetStreamContext, retention: Retention) -> Obje
 
 
 async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyValue:
+    """The history KV bucket, created if needed (the llm's job)."""
     return await js.create_key_value(
         KeyValueConfig(
             bucket=HISTORY_BUCKET,
@@ -153,5 +192,21 @@ async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyVa
             ttl=retention.history_ttl_s,
             replicas=retention.replicas,
             description="conversation history per session",
+        )
+    )
+
+
+async def ensure_sessions_kv(js: JetStreamContext, ttl_s: float, retention: Retention) -> KeyValue:
+    """The sessions KV bucket, created if needed (the edge's job).
+
+    ``ttl_s`` is how long a session outlives its last update (the edge's session TTL).
+    """
+    return await js.create_key_value(
+        KeyValueConfig(
+            bucket=SESSIONS_BUCKET,
+            history=1,
+            ttl=max(ttl_s, 1.0),
+            replicas=retention.replicas,
+            description="what a resume needs, per session",
         )
     )

@@ -188,6 +188,10 @@ class GrpcHost:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # Clients (the edge) send keepalive pings every 20 s during calls; accept them
+                # even when this server has nothing to send (an stt stream during silence).
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
             ],
         )
         self.health = health.aio.HealthServicer()

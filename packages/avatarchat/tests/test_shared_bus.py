@@ -22,6 +22,11 @@ async def test_ensure_resources_is_idempotent_and_updates(nats_server: NatsServe
         kv = await bus.ensure_history_kv(js, bus.Retention())
         await kv.put("s-1", b"[]")
         assert (await kv.get("s-1")).value == b"[]"
+
+        sessions = await bus.ensure_sessions_kv(js, 30, bus.Retention())
+        await bus.ensure_sessions_kv(js, 30, bus.Retention())
+        status = await sessions.status()
+        assert status.bucket == bus.SESSIONS_BUCKET and status.ttl == 30
     finally:
         await nc.drain()
 
@@ -35,3 +40,14 @@ def test_retention_from_env() -> None:
     assert (r.clips_ttl_s, r.replicas, r.events_max_age_s) == (60, 3, 600)
     with pytest.raises(ConfigError, match="AVATARCHAT_NATS_REPLICAS"):
         bus.Retention.from_env({"AVATARCHAT_NATS_REPLICAS": "0"})
+
+
+def test_object_names_and_subjects() -> None:
+    import pytest
+
+    assert bus.clip_object("c1", "wav") == "c1.wav"
+    assert bus.rig_object("mouth/aa.png") == "rig/mouth/aa.png"
+    assert bus.cancel_subject("s-1") == "avatar.cancel.s-1"
+    assert not bus.cancel_subject("s-1").startswith(bus.EVENTS_SUBJECT_PREFIX)  # no stream
+    with pytest.raises(ValueError, match="wav"):
+        bus.clip_object("c1", "exe")

@@ -1,5 +1,8 @@
 """Wires the avatar service together: NATS, backends, the clip pipeline and the gRPC host.
 
+The avatar owns the events stream and the clips object store (``bus`` defines them); it creates
+them at start. It listens for broadcast cancels (``cancels.py``) as well as ``CancelClips``.
+
 ``python -m avatarchat_avatar`` and the tests build the service the same way. Everything that
 holds a connection, a pool or a session is registered on the caller's ``AsyncExitStack``, so
 shutdown releases it in reverse order: the pipeline stops first and NATS drains last.
@@ -19,6 +22,7 @@ from avatarchat import bus, log
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.v1 import avatar_pb2_grpc
 
+from .cancels import CancelListener
 from .config import AvatarConfig
 from .heartbeat import Heartbeat
 from .pipeline import ClipPipeline
@@ -80,6 +84,10 @@ class AvatarApp:
         self.servicer.worker_id = heartbeat.worker_id
         pipeline.start()
         self._stack.push_async_callback(pipeline.close, config.runtime.shutdown_grace_s)
+        # Cancels are broadcast to every avatar process; this one stops the clips it holds.
+        cancels = CancelListener(nc, pipeline.cancel)
+        await cancels.start()
+        self._stack.push_async_callback(cancels.close)
         self.pipeline = pipeline
         self.servicer.attach(pipeline)
         _log.info(
@@ -131,7 +139,7 @@ class AvatarApp:
 
         assets = await asyncio.to_thread(export_browser_rig)
         for name, data in assets.items():
-            await publisher.put(f"rig/{name}", data)
+            await publisher.put(bus.rig_object(name), data)
         _log.info("rig.stored", assets=len(assets), bytes=sum(len(d) for d in assets.values()))
 
 

@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from avatarchat import errors, log
+from avatarchat import bus, errors, log
 from avatarchat.v1 import avatar_pb2, events_pb2
 
 from . import publisher as events
@@ -44,8 +44,6 @@ class ClipRecord:
     voice: str | None
     speech_only: bool
     status: int = Status.CLIP_STATUS_QUEUED
-    audio_url: str = ""
-    video_url: str = ""
     duration_ms: int = 0
     error: str = ""
     timeline: events_pb2.Timeline | None = None
@@ -63,8 +61,6 @@ class ClipRecord:
             turn_id=self.identity.turn_id,
             seq=self.identity.seq,
             status=self.status,  # type: ignore[arg-type]
-            audio_url=self.audio_url,
-            video_url=self.video_url,
             duration_ms=self.duration_ms,
             error=self.error,
         )
@@ -255,8 +251,7 @@ class ClipPipeline:
         speech = await self.speech.synthesize(spoken, record.voice)
         timeline = await asyncio.to_thread(build_timeline, speech, tags)
         wav = await asyncio.to_thread(speech.wav_bytes)
-        await self._publisher.put(f"{record.clip_id}.wav", wav)
-        record.audio_url = events.audio_url(record.clip_id)
+        await self._publisher.put(bus.clip_object(record.clip_id, "wav"), wav)
         record.duration_ms = speech.duration_ms
         record.timeline = timeline
         record.status = (
@@ -273,8 +268,7 @@ class ClipPipeline:
         if record.speech_only:
             return
         video = await self.video.render(speech, timeline, spoken)
-        await self._publisher.put(f"{record.clip_id}.mp4", video.mp4)
-        record.video_url = events.video_url(record.clip_id)
+        await self._publisher.put(bus.clip_object(record.clip_id, "mp4"), video.mp4)
         record.status = Status.CLIP_STATUS_READY
         event = events.clip_ready(
             identity,

@@ -1,7 +1,8 @@
 """Where clip media and events go: the NATS object store and the JetStream events stream.
 
-Media is written before the event that points at it, so a client that follows an event's URL
-always finds the object. Both writes retry for a while, so a NATS server restart or a
+Media is written before the event that announces it, so a client that follows the edge's URL
+for it always finds the object. Object names come from ``bus.clip_object``; the URLs are the
+edge's business, so events carry none. Both writes retry for a while, so a NATS server restart or a
 reconnect in the middle of a clip delays its events instead of losing them.
 """
 
@@ -49,14 +50,6 @@ CONTENT_TYPES = {
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def audio_url(clip_id: str) -> str:
-    return f"/clips/{clip_id}.wav"
-
-
-def video_url(clip_id: str) -> str:
-    return f"/clips/{clip_id}.mp4"
 
 
 class Publisher:
@@ -140,7 +133,6 @@ def speech_ready(
     clip: ClipIdentity, text: str, timeline: events_pb2.Timeline
 ) -> events_pb2.AvatarEvent:
     event = clip.event()
-    event.speech_ready.audio_url = audio_url(clip.clip_id)
     event.speech_ready.text = text
     event.speech_ready.timeline.CopyFrom(timeline)
     return event
@@ -150,7 +142,6 @@ def clip_ready(
     clip: ClipIdentity, *, duration_ms: int, fps: int, width: int, height: int
 ) -> events_pb2.AvatarEvent:
     event = clip.event()
-    event.clip_ready.video_url = video_url(clip.clip_id)
     event.clip_ready.duration_ms = duration_ms
     event.clip_ready.fps = fps
     event.clip_ready.width = width

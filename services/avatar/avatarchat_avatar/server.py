@@ -103,6 +103,8 @@ class AvatarServicer(avatar_pb2_grpc.AvatarServiceServicer):
     async def CancelClips(
         self, request: avatar_pb2.CancelClipsRequest, context: grpc.aio.ServicerContext
     ) -> avatar_pb2.CancelClipsResponse:
+        """Cancels on this process only; edges broadcast on ``avatar.cancel.<session>`` instead,
+        which reaches every process (``cancels.py``)."""
         session_id = errors.require_id("session_id", request.session_id)
         turn_id = errors.require_id("turn_id", request.turn_id) if request.turn_id else None
         cancelled = self.pipeline.cancel(session_id, turn_id)

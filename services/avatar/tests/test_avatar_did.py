@@ -282,10 +282,9 @@ async def test_service_with_did_video(fake: FakeDid, nats_server) -> None:
             )
             failed = await watcher.wait_terminal(broke.clip_id, timeout_s=60)
         store = await nc.jetstream().object_store(bus.CLIPS_BUCKET)
-        stored = (await store.get(f"{ok.clip_id}.mp4")).data
+        stored = (await store.get(bus.clip_object(ok.clip_id, "mp4"))).data
 
     assert [r.kind for r in watcher.of_clip(ok.clip_id)] == ["speech_ready", "clip_ready"]
-    assert done.event.clip_ready.video_url == f"/clips/{ok.clip_id}.mp4"
     assert done.event.clip_ready.fps == 25
     assert stored == MP4
     assert fake.created[0]["script"]["input"] == "Nice to meet you."

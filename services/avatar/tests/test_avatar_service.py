@@ -85,21 +85,21 @@ async def test_clip_end_to_end(avatar: Running) -> None:
     speech = watcher.of_clip(clip_id)[0].event
     assert (speech.session_id, speech.turn_id, speech.seq) == ("e2e", "t1", 1)
     ready = speech.speech_ready
-    assert ready.audio_url == f"/clips/{clip_id}.wav"
+    assert not ready.audio_url  # the edge decides its URLs
     assert ready.text == "Hello there! Nice to meet you."
     timeline = ready.timeline
     assert timeline.duration_ms > 500 and timeline.visemes and timeline.words
     assert "wave" in {g.gesture for g in timeline.gestures}  # a greeting gets a wave
 
-    wav = await fetch(avatar.nc, f"{clip_id}.wav")
+    wav = await fetch(avatar.nc, bus.clip_object(clip_id, "wav"))
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
 
     clip = terminal.event.clip_ready
-    assert clip.video_url == f"/clips/{clip_id}.mp4"
+    assert not clip.video_url
     assert (clip.fps, clip.width, clip.height) == (25, 512, 512)
     assert abs(clip.duration_ms - timeline.duration_ms) <= FRAME_MS
 
-    mp4 = await fetch(avatar.nc, f"{clip_id}.mp4")
+    mp4 = await fetch(avatar.nc, bus.clip_object(clip_id, "mp4"))
     with av.open(io.BytesIO(mp4)) as container:
         video = container.streams.video[0]
         assert container.streams.audio, "the MP4 has no audio track"
@@ -113,7 +113,7 @@ async def test_clip_end_to_end(avatar: Running) -> None:
 
     got = await avatar.stub.GetClip(avatar_pb2.GetClipRequest(clip_id=clip_id), timeout=5)
     assert got.status == avatar_pb2.CLIP_STATUS_READY
-    assert (got.audio_url, got.video_url) == (ready.audio_url, clip.video_url)
+    assert (got.audio_url, got.video_url) == ("", "")
     assert got.timeline == timeline and got.duration_ms == timeline.duration_ms
 
 
@@ -135,7 +135,7 @@ async def test_rig_assets_are_in_the_object_store(avatar: Running) -> None:
     expected = export_browser_rig()
     assert "manifest.json" in expected
     for name, data in expected.items():
-        assert await fetch(avatar.nc, f"rig/{name}") == data
+        assert await fetch(avatar.nc, bus.rig_object(name)) == data
     manifest = json.loads(expected["manifest.json"])
     assert manifest
 
@@ -212,3 +212,29 @@ async def test_unspeakable_text_ends_in_clip_failed(avatar: Running) -> None:
     assert "nothing speakable" in failed.event.clip_failed.reason
     got = await avatar.stub.GetClip(avatar_pb2.GetClipRequest(clip_id=clip_id), timeout=5)
     assert got.status == avatar_pb2.CLIP_STATUS_FAILED and "nothing speakable" in got.error
+
+
+async def test_a_broadcast_cancel_stops_the_clip_and_bad_cancels_are_dropped(
+    avatar: Running,
+) -> None:
+    session = "broadcast-cancel"
+    async with EventWatcher(avatar.nc, session) as watcher:
+        clip_id = await generate(
+            avatar.stub, session, 1, "This sentence is long enough to still be rendering. " * 3
+        )
+        subject = bus.cancel_subject(session)
+        await avatar.nc.publish(subject, b"\xff\xfe not a protobuf")
+        other = avatar_pb2.CancelClipsRequest(session_id="someone-else").SerializeToString()
+        await avatar.nc.publish(subject, other)  # the subject and the body disagree: dropped
+        await avatar.nc.publish(
+            subject, avatar_pb2.CancelClipsRequest(session_id=session).SerializeToString()
+        )
+        terminal = await watcher.wait_terminal(clip_id)
+    assert terminal.event.clip_failed.code == "CANCELLED", terminal.event
+    got = await avatar.stub.GetClip(avatar_pb2.GetClipRequest(clip_id=clip_id), timeout=5)
+    assert got.status == avatar_pb2.CLIP_STATUS_CANCELLED
+    # The bad messages cost nothing: the next clip of the session is made as usual.
+    async with EventWatcher(avatar.nc, session) as watcher:
+        clip_id = await generate(avatar.stub, session, 2, "Still here.", speech_only=True)
+        await watcher.wait_for(lambda r: r.event.clip_id == clip_id)
+    assert [r.kind for r in watcher.of_clip(clip_id)] == ["speech_ready"]

@@ -52,6 +52,7 @@ def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web
         stt_addr=config.stt_addr,
         avatar_addr=config.avatar_addr,
         connect_timeout_s=config.connect_timeout_s,
+        deadlines=config.deadlines,
     )
     app[NATS] = NatsLink(
         config.runtime.nats_url if config.use_nats else None, retention=config.retention

@@ -15,12 +15,13 @@ from typing import Any
 
 import grpc
 
-from avatarchat import log
-from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
+from avatarchat import bus, log
+from avatarchat.v1 import avatar_pb2
 
 from .metrics import EdgeMetrics
+from .nats_link import NatsLink
 from .sessions import Session
-from .upstream import Upstream, UpstreamError, Upstreams, metadata
+from .upstream import UpstreamError, Upstreams, metadata
 from .worker_watch import WorkerWatch
 
 _log = log.get("avatarchat.edge.clips")
@@ -127,20 +128,21 @@ class ClipScheduler:
         )
 
 
-async def cancel_clips(avatar: Upstream, session_id: str, deadline_s: float) -> int | None:
-    """Best-effort ``CancelClips`` for a whole session; the count, or None if it failed."""
+async def broadcast_cancel(link: NatsLink, session_id: str) -> bool:
+    """Tells every avatar process to cancel the session's clips; False if it could not.
+
+    A ``CancelClipsRequest`` goes out on ``avatar.cancel.<session_id>``, which every avatar
+    process hears, so the one doing the work stops it whichever pod that is (a ``CancelClips``
+    call would reach whichever pod the balancer picked). It never waits for an answer.
+    """
+    payload = avatar_pb2.CancelClipsRequest(session_id=session_id).SerializeToString()
     try:
-        stub = avatar_pb2_grpc.AvatarServiceStub(avatar.channel_now())
-        response = await stub.CancelClips(
-            avatar_pb2.CancelClipsRequest(session_id=session_id),
-            timeout=deadline_s,
-            wait_for_ready=False,
-            metadata=metadata(session_id),
+        sent = await link.publish(bus.cancel_subject(session_id), payload)
+    except Exception as exc:  # best effort: the events of cancelled clips are dropped anyway
+        _log.warning(
+            "clip.cancel_failed", session_id=session_id, error=str(exc) or type(exc).__name__
         )
-    except grpc.aio.AioRpcError as exc:
-        _log.warning("clip.cancel_failed", session_id=session_id, code=exc.code().name)
-        return None
-    except UpstreamError as exc:
-        _log.warning("clip.cancel_failed", session_id=session_id, error=exc.message)
-        return None
-    return int(response.cancelled)
+        return False
+    if not sent:
+        _log.warning("clip.cancel_failed", session_id=session_id, error="NATS is not connected")
+    return sent

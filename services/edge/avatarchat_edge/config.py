@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from avatarchat.bus import Retention
 from avatarchat.config import ConfigError, Env, RuntimeConfig
 
+from .channels import Deadlines, check_target
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 # Where the services listen by default; an empty variable means "not deployed".
@@ -42,7 +44,7 @@ class EdgeConfig:
     allowed_origins: tuple[str, ...]
     public: bool  # AVATARCHAT_EDGE_PUBLIC: serve /ws to anyone, without a token (opt-in)
     localhost_only_reason: str | None  # why the host was forced to loopback, if it was
-    # Peers; None means the service is not deployed
+    # Peers as gRPC target URIs (host:port, dns:///name:port, ipv4:a:p,b:p); None: not deployed
     llm_addr: str | None
     stt_addr: str | None
     avatar_addr: str | None
@@ -78,6 +80,14 @@ class EdgeConfig:
     def protected(self) -> bool:
         """True when tokens or an origin allow-list guard the WebSocket."""
         return bool(self.tokens or self.allowed_origins)
+
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(
+            rpc_s=self.rpc_deadline_s,
+            llm_reply_s=self.llm_deadline_s,
+            stt_stream_s=self.stt_stream_deadline_s,
+        )
 
     @property
     def scheme(self) -> str:
@@ -146,18 +156,13 @@ class EdgeConfig:
 
 
 def _service_addr(environ: Mapping[str, str], name: str) -> str | None:
-    """``host:port`` of a peer; unset means the default, empty means "not deployed"."""
+    """A peer's gRPC target URI; unset means the default, empty means "not deployed"."""
     if name not in environ:
         return DEFAULT_ADDRS[name]
     value = environ[name].strip()
     if not value:
         return None
-    if "://" in value or value.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
-        return value
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{name} must be host:port (or empty when not deployed), got {value!r}")
-    return value
+    return check_target(name, value)
 
 
 def _origin(value: str) -> str:

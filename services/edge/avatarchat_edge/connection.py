@@ -23,7 +23,7 @@ from avatarchat.v1 import events_pb2, llm_pb2
 
 from . import protocol
 from .audio_input import AudioInput
-from .clips import cancel_clips
+from .clips import broadcast_cancel
 from .config import EdgeConfig
 from .events import EventSubscription, event_frame
 from .limits import retry_after_ms
@@ -283,8 +283,8 @@ class Connection:
         )
 
     async def _cancel_pending_clips(self) -> None:
-        if self.session.cancel_clips_so_far() and self._upstreams.avatar.deployed:
-            await cancel_clips(self._upstreams.avatar, self.session.id, self._config.rpc_deadline_s)
+        if self.session.cancel_clips_so_far() and self.avatar_available:
+            await broadcast_cancel(self._nats, self.session.id)
 
     async def _on_reset(self) -> None:
         await self.interrupt("reset")

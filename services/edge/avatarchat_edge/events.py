@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from avatarchat import bus, log
 from avatarchat.v1 import events_pb2
 
+from .media import clip_url
 from .nats_link import NatsLink
 from .sessions import Session
 
@@ -46,7 +47,7 @@ def event_frame(event: events_pb2.AvatarEvent) -> dict[str, Any] | None:
         return {
             "type": "clip.speech",
             **ids,
-            "audio_url": speech.audio_url,
+            "audio_url": clip_url(event.clip_id, "wav"),
             "text": speech.text,
             "timeline": MessageToDict(
                 speech.timeline,
@@ -59,7 +60,7 @@ def event_frame(event: events_pb2.AvatarEvent) -> dict[str, Any] | None:
         return {
             "type": "clip.ready",
             **ids,
-            "video_url": ready.video_url,
+            "video_url": clip_url(event.clip_id, "mp4"),
             "duration_ms": ready.duration_ms,
             "fps": ready.fps,
             "width": ready.width,

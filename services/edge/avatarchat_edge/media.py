@@ -4,6 +4,9 @@ Range requests give 206 with ``Content-Range`` (416 when unsatisfiable), ``ETag`
 object's digest (``If-None-Match`` gives 304), and recently served objects are kept in a small
 LRU cache keyed by the object's unique id, so a browser seeking in a clip does not fetch it from
 NATS again. Clip ids are unguessable, so clips are served without a token, like the web UI.
+
+The URL layout is the edge's own: ``clip_url`` is the one place that builds a clip's URL (the
+``clip.*`` frames carry it), and the routes map URLs to object names through ``bus``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from aiohttp import web
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from avatarchat import log
+from avatarchat import bus, log
 
 from . import http_range
 from .nats_link import NatsLink, NatsUnavailable
@@ -27,12 +30,19 @@ from .nats_link import NatsLink, NatsUnavailable
 _log = log.get("avatarchat.edge.media")
 T = TypeVar("T")
 
-CLIP_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}\.(wav|mp4)")
+CLIP_NAME = re.compile(r"(?P<clip_id>[A-Za-z0-9_-]{1,128})\.(?P<kind>wav|mp4)")
 _SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}"  # no leading dot, so never ".."
 RIG_NAME = re.compile(rf"{_SEGMENT}(/{_SEGMENT}){{0,4}}")
 CLIP_CACHE_CONTROL = "public, max-age=3600, immutable"
 RIG_CACHE_CONTROL = "no-cache"
 NATS_TIMEOUT_S = 5.0
+CLIPS_PATH = "/clips/"
+RIG_PATH = "/rig/"
+
+
+def clip_url(clip_id: str, kind: str) -> str:
+    """Where this edge serves a clip's ``wav`` or ``mp4``."""
+    return f"{CLIPS_PATH}{clip_id}.{kind}"
 
 
 class MediaCache:
@@ -65,20 +75,21 @@ class MediaRoutes:
         self._cache = cache
 
     def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/clips/{name}", self.clip)
-        router.add_get("/rig/{name:.+}", self.rig)
+        router.add_get(CLIPS_PATH + "{name}", self.clip)
+        router.add_get(RIG_PATH + "{name:.+}", self.rig)
 
     async def clip(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        if not CLIP_NAME.fullmatch(name):
+        match = CLIP_NAME.fullmatch(request.match_info["name"])
+        if match is None:
             return _problem(404, "no such clip; clip URLs look like /clips/<clip_id>.wav or .mp4")
+        name = bus.clip_object(match["clip_id"], match["kind"])
         return await self._serve(request, name, CLIP_CACHE_CONTROL)
 
     async def rig(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if not RIG_NAME.fullmatch(name):
             return _problem(404, "no such rig asset")
-        return await self._serve(request, f"rig/{name}", RIG_CACHE_CONTROL)
+        return await self._serve(request, bus.rig_object(name), RIG_CACHE_CONTROL)
 
     async def _serve(self, request: web.Request, name: str, cache_control: str) -> web.Response:
         if not self._link.enabled:

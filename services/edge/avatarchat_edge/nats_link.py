@@ -3,6 +3,9 @@
 It connects in the background and keeps retrying, so the edge starts (and serves text) while
 NATS is still coming up; ``/readyz`` reports it. After each reconnect it tells its listeners
 (the per-session event subscriptions) to re-create their consumers.
+
+The edge creates none of the avatar's resources (``bus`` names each resource's one owner); it
+only waits for them to appear.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError
 from nats.js.object_store import ObjectStore
 
 from avatarchat import bus, log
@@ -85,23 +88,7 @@ class NatsLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self._nc = nc
-        await self._ensure_events_stream(nc.jetstream())
         self._ready.set()
-
-    async def _ensure_events_stream(self, js: JetStreamContext) -> None:
-        """Creates the events stream with default retention if the avatar has not yet."""
-        while True:
-            try:
-                await js.stream_info(bus.EVENTS_STREAM)
-                return
-            except NotFoundError:
-                await bus.ensure_events_stream(js, self._retention)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _log.warning("nats.stream_check_failed", error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(0.5)
 
     async def _on_reconnected(self) -> None:
         for listener in list(self._listeners):
@@ -112,6 +99,17 @@ class NatsLink:
 
     def remove_reconnect_listener(self, listener: Callable[[], None]) -> None:
         self._listeners.discard(listener)
+
+    async def publish(self, subject: str, payload: bytes) -> bool:
+        """Publishes on core NATS without waiting for anything; False when not connected yet.
+
+        While the connection is reconnecting, the client buffers the message and sends it once
+        the server is back.
+        """
+        if self._nc is None or self._nc.is_closed:
+            return False
+        await self._nc.publish(subject, payload)
+        return True
 
     async def client(self) -> NATS:
         """Waits until connected, then returns the connection (for plain subscriptions)."""

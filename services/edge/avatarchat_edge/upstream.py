@@ -1,7 +1,8 @@
-"""The gRPC services behind the edge: channels, deadlines and one error mapping.
+"""The gRPC services behind the edge: one channel per peer, readiness and one error mapping.
 
-Each peer has one ``grpc.aio`` channel with a short reconnect backoff. Before a call, ``ready``
-waits at most ``connect_timeout_s`` for the channel to connect, so a service that is down
+Each peer has one ``grpc.aio`` channel over all its addresses (``channels.py``: round robin,
+per-method timeouts, retries, keepalive). Before a call, ``ready`` waits at most
+``connect_timeout_s`` for the channel to have a connected address, so a service that is down
 gives the client an error frame quickly, and one that comes back is used at the next message.
 Every call is then made with ``wait_for_ready=False`` and a deadline.
 """
@@ -16,15 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from avatarchat.v1 import avatar_pb2_grpc, llm_pb2_grpc, stt_pb2_grpc
 
+from .channels import Deadlines, open_channel
 from .protocol import ErrorCode
-
-CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 30_000),
-]
 
 _REJECTIONS = (
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -62,14 +56,15 @@ class Upstream:
     """One peer service. ``channel`` is None when the service is not deployed."""
 
     name: str  # "llm", "stt" or "avatar"
-    addr: str | None
+    addr: str | None  # a gRPC target URI
     connect_timeout_s: float
+    deadlines: Deadlines
     channel: grpc.aio.Channel | None = None
 
     def open(self) -> None:
         """Creates the channel and starts connecting, so the first call finds it ready."""
         if self.addr and self.channel is None:
-            self.channel = grpc.aio.insecure_channel(self.addr, options=CHANNEL_OPTIONS)
+            self.channel = open_channel(self.name, self.addr, self.deadlines)
             self.channel.get_state(try_to_connect=True)
 
     async def close(self) -> None:
@@ -103,10 +98,6 @@ class Upstream:
                 f"the {self.name} service at {self.addr} is not reachable; try again shortly",
             ) from None
         return channel
-
-    def channel_now(self) -> grpc.aio.Channel:
-        """The channel without waiting, for best-effort calls such as cancellations."""
-        return self._channel()
 
     async def serving(self, timeout_s: float = 1.0) -> bool:
         """True when the peer's health service says SERVING."""
@@ -169,10 +160,11 @@ class Upstreams:
         stt_addr: str | None,
         avatar_addr: str | None,
         connect_timeout_s: float,
+        deadlines: Deadlines,
     ) -> None:
-        self.llm = Upstream("llm", llm_addr, connect_timeout_s)
-        self.stt = Upstream("stt", stt_addr, connect_timeout_s)
-        self.avatar = Upstream("avatar", avatar_addr, connect_timeout_s)
+        self.llm = Upstream("llm", llm_addr, connect_timeout_s, deadlines)
+        self.stt = Upstream("stt", stt_addr, connect_timeout_s, deadlines)
+        self.avatar = Upstream("avatar", avatar_addr, connect_timeout_s, deadlines)
 
     def open(self) -> None:
         for peer in (self.llm, self.stt, self.avatar):

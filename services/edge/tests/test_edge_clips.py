@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from nats.aio.client import Client as NATS
 
 from avatarchat import bus
-from avatarchat.v1 import events_pb2
+from avatarchat.v1 import avatar_pb2, events_pb2
 
 
 @pytest.fixture
@@ -37,7 +37,6 @@ async def clip_edge(make_edge: Any, llm: Any, avatar: Any, nats_server: Any) -> 
 
 def speech(session_id: str, clip_id: str, turn_id: str, seq: int) -> events_pb2.AvatarEvent:
     event = events_pb2.AvatarEvent(clip_id=clip_id, session_id=session_id, turn_id=turn_id, seq=seq)
-    event.speech_ready.audio_url = f"/clips/{clip_id}.wav"
     event.speech_ready.text = "Hello there."
     timeline = event.speech_ready.timeline
     timeline.duration_ms = 900
@@ -50,7 +49,6 @@ def speech(session_id: str, clip_id: str, turn_id: str, seq: int) -> events_pb2.
 
 def ready(session_id: str, clip_id: str, turn_id: str, seq: int) -> events_pb2.AvatarEvent:
     event = events_pb2.AvatarEvent(clip_id=clip_id, session_id=session_id, turn_id=turn_id, seq=seq)
-    event.clip_ready.video_url = f"/clips/{clip_id}.mp4"
     event.clip_ready.duration_ms = 900
     event.clip_ready.fps = 25
     event.clip_ready.width = event.clip_ready.height = 512
@@ -70,8 +68,24 @@ async def publish(nc: NATS, event: events_pb2.AvatarEvent) -> None:
     )
 
 
+Cancels = list[tuple[str, avatar_pb2.CancelClipsRequest]]
+
+
+@pytest.fixture
+async def cancels(publisher: NATS) -> Cancels:
+    """The cancels broadcast to the avatar processes: (subject, request)."""
+    heard: Cancels = []
+
+    async def on_cancel(msg: Any) -> None:
+        heard.append((msg.subject, avatar_pb2.CancelClipsRequest.FromString(msg.data)))
+
+    await publisher.subscribe(f"{bus.CANCEL_SUBJECT_PREFIX}.>", cb=on_cancel)
+    await publisher.flush()
+    return heard
+
+
 async def test_each_sentence_becomes_a_clip_in_order(
-    clip_edge: TestClient, llm: Any, avatar: Any, helpers: Any
+    clip_edge: TestClient, llm: Any, avatar: Any, cancels: Cancels, helpers: Any
 ) -> None:
     ws, hello = await helpers.connect(clip_edge)
     assert hello["avatar"] is True and hello["features"]["avatar"] is True
@@ -96,8 +110,11 @@ async def test_each_sentence_becomes_a_clip_in_order(
     assert {c.session_id for c in clips} == {sid}
     assert [c.turn_id for c in clips] == [done["turn_id"]] * 2 + [done2["turn_id"]] * 3
     assert not any(c.speech_only for c in clips)
-    # A new turn first cancels whatever the previous one still had pending.
-    assert [c.session_id for c in avatar.servicer.cancels] == [sid]
+    # A new turn first cancels whatever the previous one still had pending, on every avatar
+    # process: the cancel is broadcast on NATS, not sent to one pod.
+    await _eventually(lambda: len(cancels) == 1)
+    assert cancels[0][0] == bus.cancel_subject(sid) and cancels[0][1].session_id == sid
+    assert avatar.servicer.cancels == []
     await ws.close()
 
 
@@ -146,7 +163,7 @@ async def test_avatar_off_and_speech_only(clip_edge: TestClient, avatar: Any, he
 
 
 async def test_interrupt_cancels_the_clips(
-    clip_edge: TestClient, llm: Any, avatar: Any, helpers: Any
+    clip_edge: TestClient, llm: Any, avatar: Any, cancels: Cancels, helpers: Any
 ) -> None:
     llm.servicer.hold = asyncio.Event()
     ws, hello = await helpers.connect(clip_edge)
@@ -154,11 +171,9 @@ async def test_interrupt_cancels_the_clips(
     await _eventually(lambda: len(avatar.servicer.clips) == 1)  # "Hello there."
     await ws.send_json({"type": "interrupt"})
     await helpers.until(ws, "reply.interrupted")
-    for _ in range(100):
-        if avatar.servicer.cancels:
-            break
-        await asyncio.sleep(0.02)
-    cancel = avatar.servicer.cancels[0]
+    await _eventually(lambda: len(cancels) == 1)
+    subject, cancel = cancels[0]
+    assert subject == bus.cancel_subject(hello["session_id"])
     assert (cancel.session_id, cancel.turn_id) == (hello["session_id"], "")
     await ws.close()
 
