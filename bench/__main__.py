@@ -11,6 +11,10 @@ Scenarios (``--only`` picks some):
               lip-sync offset, and clip throughput with 4 sessions at once.
 - ``contention``: the idle page's CPU in headless Chromium, and turns while one core is busy
               and while the page is open (bench/contention.py).
+- ``memory``: 10 conversations that state a fact, ask two unrelated questions and ask for the
+              fact back; recall of the default model (bench/memory.py).
+- ``load``:   1, 4, 8 and 16 sessions at once through ``/ws``, avatar off and on: first delta,
+              first clip.speech, turns/s, errors (bench/load.py).
 """
 
 from __future__ import annotations
@@ -131,6 +135,44 @@ async def scenario_avatar(stack: Stack, turns: int) -> list[dict[str, Any]]:
     return rows
 
 
+async def scenario_memory(stack: Stack) -> list[dict[str, Any]]:
+    from bench.memory import run
+
+    result = await run(f"127.0.0.1:{stack.ports['llm']}")
+    rows = [
+        {"metric": f"recall ({result['model']})", "value": f"{result['recalled']}/10"},
+        summarise("first delta, all turns", result["first_delta_ms"]),
+    ]
+    rows += [
+        {"metric": f"{'ok ' if a['recalled'] else 'MISS'} {a['question']}", "value": a["answer"]}
+        for a in result["answers"]
+    ]
+    return rows
+
+
+async def scenario_load(stack: Stack, turns: int) -> list[dict[str, Any]]:
+    from bench.load import run
+
+    rows: list[dict[str, Any]] = []
+    for case in await run(stack.edge_url, [PROMPTS[i % len(PROMPTS)] for i in range(turns)]):
+        name = f"{case['sessions']:>2} sessions, avatar {'on ' if case['avatar'] else 'off'}"
+        rows.append(summarise(f"{name}: first delta", case["first_delta_ms"]))
+        if case["avatar"]:
+            rows.append(summarise(f"{name}: first clip.speech", case["first_clip_speech_ms"]))
+        rows.append({"metric": f"{name}: turns/s", "value": case["turns_per_s"]})
+        rows.append(
+            {"metric": f"{name}: turns, wall s", "value": f"{case['turns']} in {case['wall_s']}"}
+        )
+        rows.append(
+            {
+                "metric": f"{name}: errors",
+                "value": case["errors"],
+                **{k: case[k] for k in ("error_samples", "llm_threads", "avatar_workers")},
+            }
+        )
+    return rows
+
+
 def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
     for scenario, rows in results.items():
         print(f"\n## {scenario}")
@@ -147,15 +189,18 @@ def _fmt(value: Any) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    only = set(args.only.split(",")) if args.only else {"text", "stt", "avatar", "contention"}
+    default = {"text", "stt", "avatar", "contention", "memory", "load"}
+    only = set(args.only.split(",")) if args.only else default
     services = installed_services()
     needed = {
         "text": {"llm", "edge"},
         "stt": {"stt"},
         "avatar": {"avatar", "edge", "llm"},
         "contention": {"avatar", "edge", "llm"},
+        "memory": {"llm"},
+        "load": {"avatar", "edge", "llm"},
     }
-    scenarios = ("text", "stt", "avatar", "contention")
+    scenarios = ("text", "stt", "avatar", "contention", "memory", "load")
     runnable = [s for s in scenarios if s in only and needed[s] <= set(services)]
     skipped = sorted(only - set(runnable))
     if skipped:
@@ -163,7 +208,8 @@ async def main_async(args: argparse.Namespace) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="avatarchat-bench-") as state:
         ports = {name: free_port() for name in ("stt", "llm", "avatar", "edge")}
-        stack = Stack(state_dir=Path(state), ports=ports, log_prefix=False)
+        env = {"AVATARCHAT_LLM_METRICS_PORT": str(free_port())}
+        stack = Stack(state_dir=Path(state), ports=ports, env=env, log_prefix=False)
         started = time.perf_counter()
         await asyncio.to_thread(stack.start)
         print(f"stack up in {time.perf_counter() - started:.1f} s", file=sys.stderr)
@@ -180,6 +226,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 results["contention (2 cores shared)"] = await scenario_contention(
                     stack, args.contention_turns
                 )
+            if "memory" in runnable:
+                results["memory (recall after two unrelated turns)"] = await scenario_memory(stack)
+            if "load" in runnable:
+                results["load (sessions at once)"] = await scenario_load(stack, args.load_turns)
         finally:
             await asyncio.to_thread(stack.stop)
     print_table(results)
@@ -197,10 +247,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="avatarchat benchmarks")
-    parser.add_argument("--only", default="", help="comma-separated: text,stt,avatar,contention")
+    parser.add_argument(
+        "--only", default="", help="comma-separated: text,stt,avatar,contention,memory,load"
+    )
     parser.add_argument("--turns", type=int, default=30, help="text turns")
     parser.add_argument("--avatar-turns", type=int, default=10, help="turns with the avatar on")
     parser.add_argument("--contention-turns", type=int, default=10, help="turns per load case")
+    parser.add_argument("--load-turns", type=int, default=3, help="turns per load session")
     parser.add_argument("--out", default="bench-results/bench.json")
     return asyncio.run(main_async(parser.parse_args()))
 

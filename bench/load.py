@@ -1,0 +1,76 @@
+"""Bench scenario ``load``: many conversations at once through the edge's ``/ws``.
+
+For each level (1, 4, 8, 16 sessions) and with the avatar off and on, that many sockets run
+at once; each sends its next message as soon as the previous turn is complete (with the avatar
+on, once its clips are ready), ``turns`` times. Measured at the client, per turn, from the
+send: the first ``reply.delta`` and the first ``clip.speech``. Reported per case: p50/p95 of
+both, turns per second over the case's wall time, and errors (error frames, timeouts, closed
+sockets). Issue 11's targets on 2 cores with the avatar on, at 8 sessions: first delta
+<= 800 ms p50 and <= 2 s p95, first clip.speech <= 2.5 s p50, no errors, and 24 turns well
+under 35 s / 3.
+
+The CPU split is whatever the stack was started with: ``AVATARCHAT_LLM_THREADS`` for the llm
+engine and ``AVATARCHAT_AVATAR_WORKERS`` for the avatar pool (recorded in each row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from bench.edge_ws import run_ws
+
+LEVELS = (1, 4, 8, 16)
+
+
+async def _session(
+    url: str, prompts: list[str], avatar: bool
+) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        return await run_ws(
+            url, prompts, avatar=avatar, turn_timeout_s=60, clips_timeout_s=60
+        ), None
+    except Exception as exc:  # a failed session counts its missing turns as errors
+        return [], f"{type(exc).__name__}: {exc}"[:300]
+
+
+async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    outcomes = await asyncio.gather(
+        *(
+            _session(url, [prompts[(i + n) % len(prompts)] for n in range(len(prompts))], avatar)
+            for i in range(sessions)
+        )
+    )
+    wall_s = time.perf_counter() - started
+    turns = [turn for result, _ in outcomes for turn in result]
+    failures = [error for _, error in outcomes if error]
+    deltas = [t["ttfd_ms"] for t in turns if t["ttfd_ms"] is not None]
+    speech = [t["first_clip_speech_ms"] for t in turns if t["first_clip_speech_ms"] is not None]
+    return {
+        "sessions": sessions,
+        "avatar": avatar,
+        "turns": len(turns),
+        "wall_s": round(wall_s, 2),
+        "turns_per_s": round(len(turns) / wall_s, 3) if wall_s else None,
+        "first_delta_ms": deltas,
+        "first_clip_speech_ms": speech,
+        "errors": len(failures) * len(prompts),  # a failed session completes no turn
+        "error_samples": failures[:3],
+        "llm_threads": os.environ.get("AVATARCHAT_LLM_THREADS", "default"),
+        "avatar_workers": os.environ.get("AVATARCHAT_AVATAR_WORKERS", "default"),
+    }
+
+
+async def run(
+    edge_url: str, prompts: list[str], levels: tuple[int, ...] = LEVELS
+) -> list[dict[str, Any]]:
+    url = edge_url.replace("http", "ws", 1) + "/ws"
+    await run_ws(url, prompts[:1], avatar=True)  # warm-up: connections, caches
+    cases = []
+    for avatar in (False, True):
+        for sessions in levels:
+            cases.append(await run_case(url, prompts, sessions, avatar))
+    return cases
