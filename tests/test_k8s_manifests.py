@@ -265,13 +265,18 @@ def test_every_avatarchat_setting_is_one_the_code_reads(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_worker_pools_follow_the_cpu_limit(overlay: str) -> None:
     resources = render(overlay)
-    for name, variable in (
-        ("llm", "AVATARCHAT_LLM_THREADS"),
-        ("avatar", "AVATARCHAT_AVATAR_WORKERS"),
+    # The llm's llama-server gets the requested cores: the limit keeps one more for the llm
+    # service in the same container, so the engine's threads never wait for a core.
+    for name, variable, bound in (
+        ("llm", "AVATARCHAT_LLM_THREADS", "requests.cpu"),
+        ("avatar", "AVATARCHAT_AVATAR_WORKERS", "limits.cpu"),
     ):
         (container,) = deployment_containers(resources, name)
         (env,) = [e for e in container["env"] if e["name"] == variable]
-        assert env["valueFrom"]["resourceFieldRef"] == {"resource": "limits.cpu", "divisor": "1"}
+        assert env["valueFrom"]["resourceFieldRef"] == {"resource": bound, "divisor": "1"}
+    (llm,) = deployment_containers(resources, "llm")
+    limits, requests = llm["resources"]["limits"]["cpu"], llm["resources"]["requests"]["cpu"]
+    assert cores(limits) >= cores(requests) + 1
     (stt,) = deployment_containers(resources, "stt")
     streams = int(config(resources)["AVATARCHAT_STT_MAX_STREAMS"])
     assert streams * STT_CORES_PER_STREAM <= cores(stt["resources"]["limits"]["cpu"])
