@@ -159,3 +159,14 @@ async def test_metrics_cover_slots_queue_latency_and_the_engine(llm: Any, ask: A
     assert values["avatarchat_llm_engine_up"] == 1
     assert values['avatarchat_llm_replies_total{outcome="done"}'] >= 1
     assert values["llamacpp:tokens_predicted_total"] > 0  # forwarded from llama-server
+
+
+async def test_memory_bench_scores_a_conversation(llm: Any) -> None:
+    from bench.memory import CONVERSATIONS, recalled, run
+
+    result = await run(llm.addr, CONVERSATIONS[:1])
+    assert result["conversations"] == 1 and len(result["first_delta_ms"]) == 4
+    [answer] = result["answers"]
+    assert answer["question"] == "What is my name?"
+    assert answer["recalled"] == recalled(answer["answer"], ("alice",))
+    assert not recalled("My name is Elena.", ("alice",))
