@@ -197,8 +197,12 @@ def test_service_addresses_in_config_point_at_the_services(overlay: str) -> None
     resources = render(overlay)
     settings = config(resources)
     for name in GRPC_SERVICES:
-        host, _, port = settings[f"AVATARCHAT_{name.upper()}_ADDR"].partition(":")
+        # A dns:/// target, so the edge balances over every pod of a headless Service.
+        target = settings[f"AVATARCHAT_{name.upper()}_ADDR"]
+        assert target.startswith("dns:///"), target
+        host, _, port = target.removeprefix("dns:///").partition(":")
         service = named(resources, "Service", host)
+        assert service["spec"].get("clusterIP") == "None", f"Service {host} is not headless"
         assert int(port) in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
     assert settings["AVATARCHAT_NATS_URL"] == "nats://nats:4222"
     assert [p["port"] for p in named(resources, "Service", "nats")["spec"]["ports"]] == [4222]

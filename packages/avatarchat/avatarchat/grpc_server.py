@@ -164,6 +164,9 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], context_vars: dict
     return wrapper
 
 
+MAX_CONNECTION_AGE_MS = 30_000
+
+
 class GrpcHost:
     """Owns one ``grpc.aio`` server with health and reflection.
 
@@ -192,6 +195,10 @@ class GrpcHost:
                 # even when this server has nothing to send (an stt stream during silence).
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Clients balancing over a headless Service re-resolve its DNS name when a
+                # connection ends: a GOAWAY every ~30 s (calls in flight finish) lets them see
+                # new pods (gRPC adds ±10 % jitter, so a fleet does not reconnect at once).
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
             ],
         )
         self.health = health.aio.HealthServicer()
