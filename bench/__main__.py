@@ -150,11 +150,14 @@ async def scenario_memory(stack: Stack) -> list[dict[str, Any]]:
     return rows
 
 
-async def scenario_load(stack: Stack, turns: int) -> list[dict[str, Any]]:
+async def scenario_load(stack: Stack, args: argparse.Namespace) -> list[dict[str, Any]]:
     from bench.load import run
 
     rows: list[dict[str, Any]] = []
-    for case in await run(stack.edge_url, [PROMPTS[i % len(PROMPTS)] for i in range(turns)]):
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.load_turns)]
+    levels = tuple(int(n) for n in args.load_levels.split(","))
+    avatar = tuple(mode == "on" for mode in args.load_avatar.split(","))
+    for case in await run(stack.edge_url, prompts, levels, avatar):
         name = f"{case['sessions']:>2} sessions, avatar {'on ' if case['avatar'] else 'off'}"
         rows.append(summarise(f"{name}: first delta", case["first_delta_ms"]))
         if case["avatar"]:
@@ -229,7 +232,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if "memory" in runnable:
                 results["memory (recall after two unrelated turns)"] = await scenario_memory(stack)
             if "load" in runnable:
-                results["load (sessions at once)"] = await scenario_load(stack, args.load_turns)
+                results["load (sessions at once)"] = await scenario_load(stack, args)
         finally:
             await asyncio.to_thread(stack.stop)
     print_table(results)
@@ -254,6 +257,8 @@ def main() -> int:
     parser.add_argument("--avatar-turns", type=int, default=10, help="turns with the avatar on")
     parser.add_argument("--contention-turns", type=int, default=10, help="turns per load case")
     parser.add_argument("--load-turns", type=int, default=3, help="turns per load session")
+    parser.add_argument("--load-levels", default="1,4,8,16", help="sessions at once, per case")
+    parser.add_argument("--load-avatar", default="off,on", help="avatar off, on, or both")
     parser.add_argument("--out", default="bench-results/bench.json")
     return asyncio.run(main_async(parser.parse_args()))
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from typing import Any
 
 from bench.edge_ws import run_ws
@@ -36,13 +37,19 @@ async def _session(
         return [], f"{type(exc).__name__}: {exc}"[:300]
 
 
+def _conversation(prompts: list[str], index: int) -> list[str]:
+    """Session ``index``'s turns. Its first message is unique, so no session finds its
+    prompt in the engine's cache from another case: only the system prompt is shared, as
+    between real users."""
+    turns = [prompts[(index + n) % len(prompts)] for n in range(len(prompts))]
+    turns[0] = f"Hello, I am visitor {uuid.uuid4().hex[:8]}. {turns[0]}"
+    return turns
+
+
 async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) -> dict[str, Any]:
     started = time.perf_counter()
     outcomes = await asyncio.gather(
-        *(
-            _session(url, [prompts[(i + n) % len(prompts)] for n in range(len(prompts))], avatar)
-            for i in range(sessions)
-        )
+        *(_session(url, _conversation(prompts, i), avatar) for i in range(sessions))
     )
     wall_s = time.perf_counter() - started
     turns = [turn for result, _ in outcomes for turn in result]
@@ -65,12 +72,15 @@ async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) ->
 
 
 async def run(
-    edge_url: str, prompts: list[str], levels: tuple[int, ...] = LEVELS
+    edge_url: str,
+    prompts: list[str],
+    levels: tuple[int, ...] = LEVELS,
+    avatar_modes: tuple[bool, ...] = (False, True),
 ) -> list[dict[str, Any]]:
     url = edge_url.replace("http", "ws", 1) + "/ws"
     await run_ws(url, prompts[:1], avatar=True)  # warm-up: connections, caches
     cases = []
-    for avatar in (False, True):
+    for avatar in avatar_modes:
         for sessions in levels:
             cases.append(await run_case(url, prompts, sessions, avatar))
     return cases
