@@ -48,7 +48,7 @@ def main() -> int:
     )
     try:
         asyncio.run(serve(config))
-    except ConfigError as exc:  # e.g. an unknown PocketSphinx option, found at backend setup
+    except ConfigError as exc:  # e.g. a bad model directory, found when the backend loads
         print(f"avatarchat-stt: configuration error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

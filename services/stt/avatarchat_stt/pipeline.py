@@ -5,8 +5,14 @@ arrives, partials come out on the way, and one ``final`` follows the end of the 
 (hands-free) the endpointer cuts the stream into utterances, each with ``speech_started``,
 ``partial``s, ``speech_ended`` and ``final``; only speech reaches the recogniser.
 
-Audio with less than ``min_speech_ms`` of voiced frames gives an empty transcript without
-asking the recogniser, so silence or a click never turns into words.
+Audio with less than ``min_speech_ms`` of voiced frames (Silero VAD) gives an empty transcript
+without asking the recogniser, so silence, noise or music never turns into words.
+
+Early decoding: after ``early_decode_ms`` of unvoiced audio that follows speech, the recogniser
+is told to ``prefinish`` (Whisper decodes the utterance so far), and the unvoiced frames that
+follow are held back. If the utterance ends there (the input ends, or the silence reaches
+``silence_ms``), the held frames are dropped and ``finish`` returns the early result. If speech
+resumes, the held frames are fed, which discards the early result.
 """
 
 from __future__ import annotations
@@ -26,12 +32,22 @@ from avatarchat import log
 from avatarchat.v1 import stt_pb2
 from avatarchat_stt.audio_format import TARGET_RATE
 from avatarchat_stt.backends.base import Recognizer
-from avatarchat_stt.vad import Endpointer, Framer, SpeechEnded, SpeechStarted, VoiceDetector
+from avatarchat_stt.vad import (
+    Endpointer,
+    Framer,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+    TurnModel,
+)
 
 _log = log.get("avatarchat_stt.pipeline")
 
 # Audio is handed to the recogniser at most this much at a time, so an abort takes effect soon.
 MAX_FEED_SAMPLES = TARGET_RATE // 2
+
+# Without VAD the stream is one utterance: a silence that never ends it.
+_NEVER_MS = 1 << 40
 
 Emit = Callable[[stt_pb2.TranscriptEvent | BaseException | None], None]
 _END = None
@@ -43,9 +59,12 @@ class StreamOptions:
     vad: bool
     silence_ms: int
     min_speech_ms: int
-    vad_aggressiveness: int
+    vad_threshold: float
     partial_interval_ms: int
+    early_decode_ms: int
     max_utterance_ms: int
+    turn: TurnModel | None = None  # hands-free only: Smart Turn
+    turn_max_silence_ms: int = 0
 
 
 def _ms(samples: int) -> int:
@@ -101,8 +120,11 @@ class StreamPipeline:
         )
         self._utterance = 0
         self._fed = 0  # samples given to the recogniser in the current utterance
+        self._received = 0  # samples taken from the inbox
         self._next_partial = 0
         self._last_partial = ""
+        self._held: list[np.ndarray] = []  # unvoiced frames held back after an early decode
+        self._voiced_ms: Callable[[], int] = lambda: options.min_speech_ms  # the speech gate
 
     def start(self) -> None:
         self._thread.start()
@@ -126,6 +148,7 @@ class StreamPipeline:
         """Thread-safe: stop as soon as possible, emitting nothing more."""
         self._aborted.set()
         self._inbox.put(_END)
+        self._recognizer.interrupt()
 
     def _run(self) -> None:
         outcome: BaseException | None = None
@@ -151,6 +174,7 @@ class StreamPipeline:
                 return
             with self._backlog_lock:
                 self._backlog -= block.size
+            self._received += block.size
             yield block
 
     def _send(self, **event: _Payload) -> None:
@@ -174,29 +198,85 @@ class StreamPipeline:
         interval = self._options.partial_interval_ms
         # A partial is a round trip to the recogniser: skip it while more audio is waiting, as
         # it would be stale at once and would only delay the final.
-        if interval and self._fed >= self._next_partial and self._inbox.empty():
+        # Nor is one asked for before the VAD has heard speech: Whisper makes words of silence.
+        if (
+            interval
+            and self._fed >= self._next_partial
+            and self._inbox.empty()
+            and self._voiced_ms() >= self._options.min_speech_ms
+        ):
             self._next_partial = self._fed + interval * TARGET_RATE // 1000
             text = self._recognizer.partial()
             if text and text != self._last_partial:
                 self._last_partial = text
                 self._send(partial=stt_pb2.Transcript(text=text, audio_ms=_ms(self._fed)))
 
+    def _endpointer(self, silence_ms: int) -> Endpointer:
+        options = self._options
+        pause_ms = options.early_decode_ms if self._recognizer.decodes_early else 0
+        turn = options.turn if options.vad else None
+        return Endpointer(
+            options.vad_threshold,
+            silence_ms,
+            options.min_speech_ms,
+            pause_ms,
+            turn=turn,
+            max_silence_ms=options.turn_max_silence_ms,
+        )
+
+    def _frames(self, framer: Framer) -> Iterator[np.ndarray]:
+        for block in self._blocks():
+            yield from framer.push(block)
+
+    def _track(
+        self, endpointer: Endpointer, frame: np.ndarray, *, feed_outside_speech: bool
+    ) -> SpeechStarted | SpeechEnded | None:
+        """Runs the VAD on ``frame`` and feeds the frame to the recogniser while an utterance is
+        open (or always, with ``feed_outside_speech``), holding back the frames of a pause that
+        followed an early decode."""
+        speaking = endpointer.speaking
+        event = endpointer.push(frame)
+        if isinstance(event, SpeechPaused):
+            self._held.append(frame)
+            self._recognizer.prefinish()
+            return None
+        if speaking and endpointer.in_pause:
+            self._held.append(frame)
+            return None
+        if isinstance(event, SpeechEnded):
+            self._held = []  # the silence after an early decode: the final needs none of it
+            return event
+        if self._held:  # speech resumed: the early decode is stale
+            held, self._held = self._held, []
+            self._feed(np.concatenate(held))
+        if speaking or feed_outside_speech:
+            self._feed(frame)
+        return event
+
+    def _feed_rest(self, framer: Framer) -> None:
+        """The input has ended: the last partial frame goes in unless a pause is being held."""
+        rest = framer.rest()
+        if rest.size and not self._held:
+            self._feed(rest)
+        self._held = []
+
     def _run_single(self) -> None:
-        detector = VoiceDetector(self._options.vad_aggressiveness)
+        endpointer = self._endpointer(_NEVER_MS)
+        self._voiced_ms = lambda: endpointer.voiced_ms
         framer = Framer()
         self._begin()
-        for block in self._blocks():
-            self._feed(block)
-            for frame in framer.push(block):
-                detector.is_speech(frame)
+        for frame in self._frames(framer):
+            self._track(endpointer, frame, feed_outside_speech=True)
         if self._aborted.is_set():
             return
-        if detector.voiced_ms >= self._options.min_speech_ms:
-            text = self._finish(_ms(self._fed))
+        self._feed_rest(framer)
+        audio_ms = _ms(self._received)
+        if endpointer.voiced_ms >= self._options.min_speech_ms:
+            text = self._finish(audio_ms)
         else:
             self._recognizer.cancel()
             text = ""
-        self._send(final=stt_pb2.Transcript(text=text, audio_ms=_ms(self._fed)))
+        self._send(final=stt_pb2.Transcript(text=text, audio_ms=audio_ms))
 
     def _finish(self, audio_ms: int) -> str:
         started = time.perf_counter()
@@ -211,31 +291,23 @@ class StreamPipeline:
         return text
 
     def _run_hands_free(self) -> None:
-        options = self._options
-        endpointer = Endpointer(
-            options.vad_aggressiveness, options.silence_ms, options.min_speech_ms
-        )
+        endpointer = self._endpointer(self._options.silence_ms)
         framer = Framer()
-        max_samples = options.max_utterance_ms * TARGET_RATE // 1000
+        max_samples = self._options.max_utterance_ms * TARGET_RATE // 1000
         started_ms = 0
-        for block in self._blocks():
-            for frame in framer.push(block):
-                speaking = endpointer.speaking
-                event = endpointer.push(frame)
-                if speaking:
-                    self._feed(frame)
-                    if event is None and self._fed >= max_samples:
-                        event = endpointer.end()  # nobody pauses for that long: cut here
-                if isinstance(event, SpeechStarted):
-                    started_ms = event.offset_ms
-                    self._send(speech_started=stt_pb2.SpeechStarted(offset_ms=event.offset_ms))
-                    self._begin(event.audio)
-                elif isinstance(event, SpeechEnded):
-                    self._end_utterance(event, started_ms)
+        for frame in self._frames(framer):
+            event = self._track(endpointer, frame, feed_outside_speech=False)
+            if event is None and endpointer.speaking and self._fed >= max_samples:
+                self._held = []
+                event = endpointer.end()  # nobody pauses for that long: cut here
+            if isinstance(event, SpeechStarted):
+                started_ms = event.offset_ms
+                self._send(speech_started=stt_pb2.SpeechStarted(offset_ms=event.offset_ms))
+                self._begin(event.audio)
+            elif isinstance(event, SpeechEnded):
+                self._end_utterance(event, started_ms)
         if endpointer.speaking and not self._aborted.is_set():
-            rest = framer.rest()
-            if rest.size:
-                self._feed(rest)
+            self._feed_rest(framer)
             self._end_utterance(endpointer.end(), started_ms)
 
     def _end_utterance(self, ended: SpeechEnded, started_ms: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
@@ -18,6 +19,7 @@ from avatarchat_stt.backends.base import Backend
 from avatarchat_stt.config import SttConfig
 from avatarchat_stt.decoding import decode_all
 from avatarchat_stt.pipeline import StreamOptions, transcribe
+from avatarchat_stt.smart_turn import SmartTurn, default_model_path
 from avatarchat_stt.stream_session import StreamSession, drain
 
 SERVICE_NAME = "avatarchat.v1.SttService"
@@ -33,6 +35,10 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
         # Hands-free streams run for a whole conversation: a cap on the stream's duration,
         # while each utterance is capped at max_audio_s (see StreamOptions.max_utterance_ms).
         self._hands_free_limits = Limits(max_bytes=1 << 62, max_seconds=config.max_stream_s)
+        self._turn: SmartTurn | None = None
+        if config.end_of_turn == "smart-turn":  # loads the ONNX file (~0.1 s), or ConfigError
+            model = config.smart_turn_model
+            self._turn = SmartTurn(Path(model) if model else default_model_path())
 
     def _options(self, *, vad: bool, silence_ms: int = 0) -> StreamOptions:
         config = self._config
@@ -40,9 +46,12 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
             vad=vad,
             silence_ms=silence_ms or config.silence_ms,
             min_speech_ms=config.min_speech_ms,
-            vad_aggressiveness=config.vad_aggressiveness,
+            vad_threshold=config.vad_threshold,
             partial_interval_ms=config.partial_interval_ms,
+            early_decode_ms=config.early_decode_ms,
             max_utterance_ms=int(config.max_audio_s * 1000),
+            turn=self._turn,
+            turn_max_silence_ms=config.turn_max_silence_ms,
         )
 
     async def Transcribe(

@@ -6,7 +6,9 @@
 
 A reader task takes audio chunks off the request stream while the generator yields events, so
 transcripts flow back while the client is still sending. Whatever fails first, the reader, the
-decoder or the recogniser, ends the call with that error; the other parts are aborted.
+decoder or the recogniser, ends the call with that error; the other parts are aborted. The
+one exception is audio past the duration limit: the audio up to the cut is still recognised,
+its ``final`` is sent, and then the call ends with the limit's INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import grpc
 
 from avatarchat.errors import InvalidArgument
 from avatarchat.v1 import stt_pb2
-from avatarchat_stt.audio_format import AudioSpec, Limits
+from avatarchat_stt.audio_format import AudioSpec, AudioTooLong, Limits
 from avatarchat_stt.backends.base import Recognizer
 from avatarchat_stt.decoding import streaming_decoder
 from avatarchat_stt.pipeline import StreamOptions, StreamPipeline
@@ -69,6 +71,7 @@ class StreamSession:
         self._decoder = streaming_decoder(spec, limits, self._pipeline.put, self._decoder_done)
         self._decoder_started = False
         self._discarding = False
+        self._cut: AudioTooLong | None = None  # the limit was reached; finishing up to it
         self.bytes_received = 0
         self._pipeline.start()  # from here on the pipeline owns (and closes) the recogniser
 
@@ -91,7 +94,13 @@ class StreamSession:
         try:
             while True:
                 item = await self._events.get()
+                if isinstance(item, AudioTooLong) and self._cut is None:
+                    self._cut_at_limit(item)
+                    continue
                 if item is None:
+                    if self._cut is not None:
+                        await self._stop_and_drain(reader, requests)
+                        raise self._cut
                     return
                 if isinstance(item, BaseException):
                     await self._stop_and_drain(reader, requests)
@@ -100,6 +109,13 @@ class StreamSession:
         finally:
             reader.cancel()
             self.abort()
+
+    def _cut_at_limit(self, error: AudioTooLong) -> None:
+        """Stops taking audio and lets the pipeline finish what it has (its final follows)."""
+        self._cut = error
+        self._discarding = True
+        self._decoder.abort()
+        self._pipeline.finish()
 
     async def _stop_and_drain(self, reader: asyncio.Task[None], requests: _Requests) -> None:
         self.abort()

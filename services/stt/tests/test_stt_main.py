@@ -86,7 +86,7 @@ def test_grpcurl_transcribes_a_wav_file(stt_process: str) -> None:
     result = grpcurl("-d", "@", stt_process, "avatarchat.v1.SttService/Transcribe", stdin=request)
     assert result.returncode == 0, result.stderr
     response = json.loads(result.stdout)
-    assert response["model"] == "pocketsphinx"
+    assert response["model"] == "whisper:tiny.en"
     assert speech_corpus.word_error_rate([text], [response["text"]]) <= 0.25
 
 
@@ -135,10 +135,20 @@ def test_grpcurl_sees_invalid_argument_for_corrupt_audio(stt_process: str) -> No
     ("env", "message"),
     [
         ({"AVATARCHAT_STT_MAX_AUDIO_S": "lots"}, "AVATARCHAT_STT_MAX_AUDIO_S must be a number"),
-        ({"AVATARCHAT_STT_BACKEND": "whisper"}, "STT_BACKEND must be one of local, groq"),
+        ({"AVATARCHAT_STT_BACKEND": "vosk"}, "STT_BACKEND must be one of whisper, pocketsphinx"),
         ({"AVATARCHAT_STT_BACKEND": "groq"}, "GROQ_API_KEY is required"),
-        ({"AVATARCHAT_STT_DECODER_OPTIONS": "beam=wide"}, "beam must be a float"),
-        ({"AVATARCHAT_STT_DECODER_OPTIONS": "nonsense=1"}, "PocketSphinx has no 'nonsense'"),
+        (
+            {"AVATARCHAT_STT_BACKEND": "pocketsphinx", "AVATARCHAT_STT_DECODER_OPTIONS": "beam=x"},
+            "beam must be a float",
+        ),
+        (
+            {"AVATARCHAT_STT_BACKEND": "pocketsphinx", "AVATARCHAT_STT_DECODER_OPTIONS": "bad=1"},
+            "PocketSphinx has no 'bad'",
+        ),
+        (
+            {"AVATARCHAT_STT_WHISPER_MODEL_DIR": "/nonexistent/base.en"},
+            "'/nonexistent/base.en' is not a CTranslate2 Whisper model directory",
+        ),
     ],
 )
 def test_bad_configuration_exits_2_naming_the_variable(env: dict[str, str], message: str) -> None:

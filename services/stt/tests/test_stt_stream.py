@@ -183,7 +183,7 @@ def config_message(**fields) -> stt_pb2.StreamTranscribeRequest:  # type: ignore
             ],
             "must be 8000-48000",
         ),
-        ([config_message(language="de")], "only recognises English"),
+        ([config_message(language="de")], "is English-only, so it cannot recognise 'de'"),
     ],
     ids=[
         "no-messages",
@@ -304,8 +304,10 @@ def sphinx_workers() -> list[int]:
     return found
 
 
-async def test_a_crashed_recogniser_fails_its_call_only(stt, corpus) -> None:
-    """A decoder process killed mid-stream: that call is UNAVAILABLE, the next one works."""
+async def test_a_crashed_recogniser_fails_its_call_only(start_stt, corpus) -> None:
+    """A PocketSphinx decoder process killed mid-stream: that call is UNAVAILABLE, the next one
+    works."""
+    stt = await start_stt(backend="pocketsphinx")
     text, pcm, rate = corpus[0]
     data = pcm.tobytes()
     killed = asyncio.Event()

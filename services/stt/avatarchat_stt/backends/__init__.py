@@ -1,4 +1,6 @@
-"""Speech recognition backends: ``local`` (PocketSphinx) and ``groq`` (Whisper on Groq)."""
+"""Speech recognition backends: ``whisper`` (faster-whisper, the local default), ``pocketsphinx``
+(lighter, weaker on real voices) and ``groq`` (Whisper on Groq). Each is one module behind the
+``Backend``/``Recognizer`` seam in ``base``, with its settings in ``config``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ def create_backend(config: SttConfig) -> Backend:
 
         assert config.groq is not None
         return GroqBackend(config.groq, max_streams=config.max_streams)
-    from avatarchat_stt.backends.pocketsphinx import PocketsphinxBackend
+    if config.backend == "pocketsphinx":
+        from avatarchat_stt.backends.pocketsphinx import PocketsphinxBackend
 
-    return PocketsphinxBackend(config.pocketsphinx, max_streams=config.max_streams)
+        return PocketsphinxBackend(config.pocketsphinx, max_streams=config.max_streams)
+    from avatarchat_stt.backends.whisper import WhisperBackend
+
+    return WhisperBackend(config.whisper, max_streams=config.max_streams)

@@ -2,7 +2,9 @@
 
 A ``Backend`` hands out ``Recognizer``s, one per request or stream, at most ``max_streams`` at
 a time. A recogniser decodes one utterance at a time (``start``, ``feed``…, ``finish``) and is
-driven from a worker thread, never from the event loop; ``close`` gives it back.
+driven from a worker thread, never from the event loop; ``close`` gives it back. ``prefinish``
+says the speaker paused, so a backend that decodes whole utterances can start on the final
+early; ``interrupt`` (from any thread) makes work in progress give up soon.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 class Recognizer(ABC):
     """One stream's recogniser. Not thread-safe: one thread drives it at a time."""
 
+    # Whether ``prefinish`` does anything: the pipeline holds back a pause's audio only then.
+    decodes_early = False
+
     def __init__(self, release: Callable[[], None]) -> None:
         self._release: Callable[[], None] | None = release
         self._lock = threading.Lock()
@@ -40,6 +45,15 @@ class Recognizer(ABC):
     def partial(self) -> str:
         """The best hypothesis so far ("" if the backend has none before the end)."""
         return ""
+
+    def prefinish(self) -> None:  # noqa: B027 - optional hook
+        """The speaker paused: do the work of ``finish`` on the audio fed so far, if that helps.
+
+        If ``finish`` follows with no ``feed`` in between, it may return that result at once;
+        a ``feed`` discards it."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Thread-safe: the stream has gone; abandon any decode in progress or waiting."""
 
     @abstractmethod
     def finish(self) -> str:

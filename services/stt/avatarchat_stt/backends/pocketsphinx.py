@@ -1,4 +1,4 @@
-"""The ``local`` backend: PocketSphinx 5 with its bundled US English model, decoding as audio
+"""The ``pocketsphinx`` backend: PocketSphinx 5 with its bundled US English model, decoding as audio
 arrives.
 
 ``process_raw`` runs the first (tree) search pass on each chunk, so partial hypotheses are
@@ -149,12 +149,15 @@ class PocketsphinxBackend(Backend):
         primary = super().check_language(language)
         if primary != "en":
             raise InvalidArgument(
-                f"the local PocketSphinx backend only recognises English ('en'), not "
-                f"{language!r}; use AVATARCHAT_STT_BACKEND=groq for other languages"
+                f"the PocketSphinx backend only recognises English ('en'), not {language!r}; "
+                "use AVATARCHAT_STT_BACKEND=whisper with a multilingual model, or groq"
             )
         return primary
 
     async def load(self) -> None:
+        from avatarchat_stt import vad
+
+        await asyncio.to_thread(vad.load)
         await asyncio.to_thread(self._warm)
 
     def _warm(self) -> None:
