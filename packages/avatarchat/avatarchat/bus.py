@@ -16,8 +16,10 @@ KV ``avatarchat-sessions``     edge      what a resume needs (``SessionState``),
                                          so any edge can resume any session
 =============================  ========  ==================================================
 
-Core NATS subjects, outside every stream: ``avatar.workers.<worker_id>`` (avatar heartbeats)
-and ``avatar.cancel.<session_id>`` (cancels, heard by every avatar process).
+Core NATS subjects, outside every stream: ``avatar.workers.<worker_id>`` (avatar heartbeats),
+``avatar.cancel.<session_id>`` (cancels, heard by every avatar process) and
+``avatarchat.sessions.claim.<session_id>`` (an edge asking the edge that holds a session to let
+go of it).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ CLIP_MEDIA = ("wav", "mp4")
 
 WORKERS_SUBJECT_PREFIX = "avatar.workers"  # core NATS, outside every stream
 CANCEL_SUBJECT_PREFIX = "avatar.cancel"  # core NATS, outside every stream
+SESSION_CLAIM_PREFIX = "avatarchat.sessions.claim"  # core NATS, request/reply
 
 
 def clip_object(clip_id: str, kind: str) -> str:
@@ -71,6 +74,11 @@ def events_subject(session_id: str) -> str:
 def worker_subject(worker_id: str) -> str:
     """The subject an avatar process publishes its ``WorkerHeartbeat`` on."""
     return f"{WORKERS_SUBJECT_PREFIX}.{worker_id}"
+
+
+def session_claim_subject(session_id: str) -> str:
+    """The subject the edge holding a live session listens on for takeovers."""
+    return f"{SESSION_CLAIM_PREFIX}.{session_id}"
 
 
 def cancel_subject(session_id: str) -> str:

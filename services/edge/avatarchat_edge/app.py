@@ -2,8 +2,11 @@
 
 Routes: ``/ws`` (the protocol), ``/healthz``, ``/readyz``, ``/metrics``, ``/clips/<id>.*``,
 ``/rig/<name>`` and the web UI at ``/``. Long-lived resources live in ``cleanup_ctx`` (gRPC
-channels, the NATS connection, the session janitor), so they are closed in reverse order on
-exit; on shutdown every socket is closed with 1001 GOING_AWAY first.
+channels, the NATS connection, the session janitor and checkpoints), so they are closed in
+reverse order on exit; on shutdown every socket is closed with 1001 GOING_AWAY first.
+
+With NATS, sessions live in NATS KV (``session_store.py``), so any edge resumes any session;
+without it, only this edge's sessions can be resumed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from .media import MediaCache, MediaRoutes
 from .metrics import EdgeMetrics
 from .nats_link import NatsLink
 from .probes import Probes
+from .resume import CHECKPOINT_S, SessionCustody
+from .session_store import SessionClaims, SessionStore
 from .sessions import Session, SessionRegistry
 from .upstream import Upstreams, metadata
 from .worker_watch import WorkerWatch
@@ -37,10 +42,13 @@ UPSTREAMS = web.AppKey("upstreams", Upstreams)
 NATS = web.AppKey("nats", NatsLink)
 WORKERS = web.AppKey("workers", WorkerWatch)
 SESSIONS = web.AppKey("sessions", SessionRegistry)
+CUSTODY = web.AppKey("custody", SessionCustody)
 SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
 STOPPING = web.AppKey("stopping", asyncio.Event)
+ROUTE = web.AppKey("route", SocketRoute)
 
 JANITOR_INTERVAL_S = 15.0
+TEARDOWN_WAIT_S = 5.0
 
 
 def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web.Application:
@@ -63,6 +71,15 @@ def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web
         max_remembered=config.max_remembered_sessions,
         make_session=lambda session_id: _new_session(config, session_id),
     )
+    shared = app[NATS].enabled
+    app[CUSTODY] = SessionCustody(
+        app[SESSIONS],
+        store=SessionStore(app[NATS], ttl_s=config.session_ttl_s, retention=config.retention)
+        if shared
+        else None,
+        claims=SessionClaims(app[NATS]) if shared else None,
+        ttl_s=config.session_ttl_s,
+    )
     app[SOCKETS] = weakref.WeakSet()
     app[STOPPING] = asyncio.Event()
 
@@ -70,17 +87,19 @@ def create_app(config: EdgeConfig, *, metrics: EdgeMetrics | None = None) -> web
     app.cleanup_ctx.append(_nats_ctx)
     app.cleanup_ctx.append(_workers_ctx)
     app.cleanup_ctx.append(_janitor_ctx)
+    app.cleanup_ctx.append(_checkpoint_ctx)
     app.on_shutdown.append(_close_sockets)
 
-    SocketRoute(
+    app[ROUTE] = SocketRoute(
         config=config,
-        sessions=app[SESSIONS],
+        custody=app[CUSTODY],
         upstreams=app[UPSTREAMS],
         nats=app[NATS],
         workers=app[WORKERS],
         metrics=app[METRICS],
         sockets=app[SOCKETS],
-    ).add_to(app.router)
+    )
+    app[ROUTE].add_to(app.router)
     Probes(
         upstreams=app[UPSTREAMS],
         nats=app[NATS],
@@ -156,6 +175,29 @@ async def _janitor_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _checkpoint_ctx(app: web.Application) -> AsyncIterator[None]:
+    custody = app[CUSTODY]
+    task = asyncio.create_task(_checkpoints(custody), name="session-checkpoints")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _checkpoints(custody: SessionCustody) -> None:
+    """Saves the state of live sessions that changed, so a dead edge loses almost nothing."""
+    if not custody.shared:
+        return
+    while True:
+        await asyncio.sleep(CHECKPOINT_S)
+        try:
+            await custody.checkpoint()
+        except Exception:  # a bug must not stop the checkpoints for good
+            _log.exception("session.checkpoint_failed")
+
+
 async def _janitor(app: web.Application) -> None:
     """Forgets expired sessions, and asks the llm to forget their history too."""
     sessions, upstreams, config = app[SESSIONS], app[UPSTREAMS], app[CONFIG]
@@ -191,3 +233,7 @@ async def _close_sockets(app: web.Application) -> None:
         *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
         return_exceptions=True,
     )
+    # Each connection saves its session for a resume elsewhere before NATS closes.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(TEARDOWN_WAIT_S):
+            await app[ROUTE].idle.wait()

@@ -1,9 +1,11 @@
-"""One WebSocket connection: reads frames, dispatches them, and owns what they start.
+"""One WebSocket connection: the frame loop.
 
-A connection holds one session at a time (a new one on connect, or a resumed one), at most one
-running turn, voice streams, and the session's avatar event subscription. Every handler is
+It reads frames, checks them (rate limit, protocol) and hands each to the part that owns it:
+turns to the ``TurnController`` (which never makes the loop wait), voice to ``AudioInput``,
+resumes to ``SessionCustody`` and avatar events to the ``EventForwarder``. Every handler is
 guarded: a bad frame or a failing service becomes an error frame and the loop carries on. On
-close, everything the connection started is cancelled and awaited, so nothing leaks.
+close, everything the connection started is stopped and awaited, so nothing leaks, and the
+session's state is saved for a resume on any edge.
 """
 
 from __future__ import annotations
@@ -11,28 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import Awaitable
 from typing import Any
 
-import grpc
 from aiohttp import WSMsgType, web
 
 from avatarchat import log
-from avatarchat.v1 import events_pb2, llm_pb2
 
 from . import protocol
 from .audio_input import AudioInput
-from .clips import broadcast_cancel
 from .config import EdgeConfig
-from .events import EventSubscription, event_frame
+from .events import EventForwarder
 from .limits import retry_after_ms
 from .metrics import EdgeMetrics
 from .nats_link import NatsLink
 from .protocol import ErrorCode, ProtocolError, error
-from .sessions import Session, SessionRegistry, new_turn_id
-from .turns import Turn
-from .upstream import UpstreamError, Upstreams, metadata
+from .resume import SessionCustody
+from .sessions import Session
+from .turn_control import TurnController
+from .upstream import UpstreamError, Upstreams
 from .worker_watch import WorkerWatch
 
 _log = log.get("avatarchat.edge.ws")
@@ -50,7 +49,7 @@ class Connection:
         ws: web.WebSocketResponse,
         *,
         config: EdgeConfig,
-        sessions: SessionRegistry,
+        custody: SessionCustody,
         upstreams: Upstreams,
         nats: NatsLink,
         workers: WorkerWatch,
@@ -58,16 +57,23 @@ class Connection:
     ) -> None:
         self.ws = ws
         self._config = config
-        self._sessions = sessions
+        self._custody = custody
         self._upstreams = upstreams
-        self._nats = nats
-        self._workers = workers
         self._metrics = metrics
         self._send_lock = asyncio.Lock()
-        self._turn_lock = asyncio.Lock()
-        self._turn: Turn | None = None
-        self._turn_task: asyncio.Task[None] | None = None
-        self._events: EventSubscription | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.session: Session = custody.sessions.create(self)
+        self.turns = TurnController(
+            self.session,
+            config=config,
+            upstreams=upstreams,
+            nats=nats,
+            workers=workers,
+            metrics=metrics,
+            send=self.send,
+        )
+        self.session.avatar = self.session.avatar and self.turns.avatar_available
+        self._events = EventForwarder(nats, metrics=metrics, send=self.send)
         self._audio = AudioInput(
             config=config,
             upstreams=upstreams,
@@ -75,13 +81,6 @@ class Connection:
             on_speech=self._on_user_speech,
             on_final=self._on_transcript,
         )
-        self._background: set[asyncio.Task[Any]] = set()
-        self.session: Session = sessions.create(self)
-        self.session.avatar = self.session.avatar and self.avatar_available
-
-    @property
-    def avatar_available(self) -> bool:
-        return self._upstreams.avatar.deployed and self._nats.enabled
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -112,7 +111,7 @@ class Connection:
             "features": {
                 "text": self._upstreams.llm.deployed,
                 "voice": self._upstreams.stt.deployed,
-                "avatar": self.avatar_available,
+                "avatar": self.turns.avatar_available,
             },
             "limits": {
                 "max_text_chars": config.max_text_chars,
@@ -132,7 +131,8 @@ class Connection:
             _log.info("session.open", avatar=self.session.avatar)
         try:
             await self.send(self._session_frame(resumed=False))
-            await self._sync_events()
+            await self._custody.acquire(self.session, self.surrender)
+            await self._events.follow(self.session)
             await self._receive_loop()
         finally:
             # The handler may be cancelled when the peer vanishes; the cleanup must finish anyway.
@@ -146,7 +146,7 @@ class Connection:
             try:
                 message = await self.ws.receive(timeout=self._config.idle_timeout_s)
             except TimeoutError:
-                if self._busy():
+                if self.turns.busy or self._audio.busy:
                     continue
                 await self.send(
                     error(
@@ -166,10 +166,6 @@ class Connection:
                 if message.type == WSMsgType.ERROR:
                     _log.info("ws.error", session_id=self.session.id, error=str(message.data))
                 return
-
-    def _busy(self) -> bool:
-        turn_running = self._turn_task is not None and not self._turn_task.done()
-        return turn_running or self._audio.busy
 
     async def _guarded(self, handler: Awaitable[None]) -> None:
         try:
@@ -199,20 +195,19 @@ class Connection:
         except ProtocolError:
             self._metrics.frame("in", "invalid")
             raise
-        kind = _TYPE_NAMES[type(message)]
-        self._metrics.frame("in", kind)
+        self._metrics.frame("in", _TYPE_NAMES[type(message)])
         with log.bound_contextvars(session_id=self.session.id):
             await self._dispatch(message)
 
     async def _dispatch(self, message: protocol.ClientMessage) -> None:
         if isinstance(message, protocol.Text):
-            await self.start_turn(message.text, source="text")
+            self.turns.start_turn(message.text, source="text")
         elif isinstance(message, protocol.Interrupt):
-            await self.interrupt("interrupt")
+            self.turns.interrupt("interrupt")
         elif isinstance(message, protocol.SessionStart):
             await self._on_session_start(message)
         elif isinstance(message, protocol.Reset):
-            await self._on_reset()
+            self.turns.reset()
         elif isinstance(message, protocol.Ping):
             await self.send({"type": "pong", "id": message.id})
         elif isinstance(message, protocol.AudioStart):
@@ -220,87 +215,7 @@ class Connection:
         elif isinstance(message, protocol.AudioEnd):
             await self._audio.end()
 
-    # --- turns ------------------------------------------------------------------------------
-
-    async def start_turn(self, text: str, *, source: str, turn_id: str | None = None) -> None:
-        """Starts a turn, interrupting the running one (barge-in) and its pending clips."""
-        async with self._turn_lock:
-            await self._stop_turn("barge_in")
-            await self._cancel_pending_clips()
-            turn = Turn(
-                session=self.session,
-                turn_id=turn_id or new_turn_id(),
-                text=text,
-                source=source,
-                config=self._config,
-                upstreams=self._upstreams,
-                workers=self._workers,
-                metrics=self._metrics,
-                send=self.send,
-            )
-            self.session.note_turn(turn.turn_id, turn.started)
-            self._turn = turn
-            self._turn_task = asyncio.create_task(self._run_turn(turn), name=turn.turn_id)
-
-    async def _run_turn(self, turn: Turn) -> None:
-        with log.bound_contextvars(session_id=self.session.id, turn_id=turn.turn_id):
-            try:
-                await turn.run()
-            except Exception:  # a bug: the turn ends, the session carries on
-                _log.exception("turn.crashed")
-                await self.send(
-                    error(
-                        ErrorCode.INTERNAL,
-                        "the turn failed; see the server log",
-                        turn_id=turn.turn_id,
-                    )
-                )
-
-    async def interrupt(self, reason: str) -> None:
-        """Stops the running reply and cancels the session's pending clips."""
-        async with self._turn_lock:
-            await self._stop_turn(reason)
-            await self._cancel_pending_clips()
-
-    async def _stop_turn(self, reason: str) -> None:
-        task, turn = self._turn_task, self._turn
-        self._turn_task = self._turn = None
-        if task is None or turn is None or task.done():
-            return
-        task.cancel()
-        await asyncio.wait({task})
-        if turn.replied:
-            return  # only its clip requests were still running; those are cancelled too
-        self._metrics.turns_total.labels("interrupted", turn.source).inc()
-        _log.info("turn.interrupted", turn_id=turn.turn_id, reason=reason)
-        await self.send(
-            {
-                "type": "reply.interrupted",
-                "turn_id": turn.turn_id,
-                "text": turn.partial_text,
-                "reason": reason,
-            }
-        )
-
-    async def _cancel_pending_clips(self) -> None:
-        if self.session.cancel_clips_so_far() and self.avatar_available:
-            await broadcast_cancel(self._nats, self.session.id)
-
-    async def _on_reset(self) -> None:
-        await self.interrupt("reset")
-        try:
-            stub = await self._upstreams.llm_stub()
-            response = await stub.ResetHistory(
-                llm_pb2.ResetHistoryRequest(session_id=self.session.id),
-                timeout=self._config.rpc_deadline_s,
-                wait_for_ready=False,
-                metadata=metadata(self.session.id),
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise self._upstreams.llm.error(exc) from None
-        await self.send({"type": "reset.done", "removed": response.removed})
-
-    # --- sessions ---------------------------------------------------------------------------
+    # --- session.start ------------------------------------------------------------------------
 
     async def _on_session_start(self, message: protocol.SessionStart) -> None:
         if message.protocol is not None and message.protocol != protocol.PROTOCOL_VERSION:
@@ -310,24 +225,19 @@ class Connection:
             )
         resumed = False
         if message.session_id and message.session_id != self.session.id:
-            target = self._sessions.get(message.session_id)
-            if target is None:
-                raise ProtocolError(
-                    ErrorCode.UNKNOWN_SESSION,
-                    f"session {message.session_id} is unknown or has expired; this socket "
-                    f"carries on with session {self.session.id}",
-                )
-            await self._switch_to(target)
+            target = await self._custody.find(message.session_id, current=self.session.id)
+            await self._custody.switch(self, target)
+            self._metrics.sessions_total.labels("true").inc()
             resumed = True
         if message.avatar is not None:
             await self._set_avatar(message.avatar)
         if message.video is not None:
             self.session.video = message.video
-        await self._sync_events()
+        await self._events.follow(self.session)
         await self.send(self._session_frame(resumed=resumed))
 
     async def _set_avatar(self, wanted: bool) -> None:
-        if wanted and not self.avatar_available:
+        if wanted and not self.turns.avatar_available:
             await self.send(
                 error(
                     ErrorCode.AVATAR_UNAVAILABLE,
@@ -337,33 +247,25 @@ class Connection:
             )
             wanted = False
         if self.session.avatar and not wanted:
-            await self._cancel_pending_clips()
+            await self.turns.cancel_pending_clips()
         self.session.avatar = wanted
 
-    async def _switch_to(self, target: Session) -> None:
-        """Resumes ``target`` on this socket; a socket that held it is told and closed."""
-        await self._release_session()
-        old = self.session
-        if old.turns == 0:
-            self._sessions.forget(old)  # never used: nothing to resume later
-        else:
-            self._sessions.detach(old, self)
-        previous = self._sessions.attach(target, self)
-        self.session = target
-        self._metrics.sessions_total.labels("true").inc()
-        if previous is not None:
-            await previous.surrender()
-        _log.info("session.resumed", session_id=target.id, replaced=old.id)
+    # --- what resume and takeover ask of the connection ---------------------------------------
 
-    async def _release_session(self) -> None:
-        """Stops everything this connection runs for its current session."""
+    def adopt(self, session: Session) -> None:
+        self.session = session
+        self.turns.session = session
+
+    async def stop_session_work(self) -> None:
         await self._audio.close()
-        await self.interrupt("session_change")
-        await self._close_events()
+        await self.turns.halt("session_change")
+        await self._events.close()
 
     async def surrender(self) -> None:
-        """Another socket resumed this connection's session: stop, tell the client, close."""
-        await self._release_session()
+        """Another socket (of any edge) resumed this connection's session: stop, tell, close."""
+        await self.stop_session_work()
+        if not await self._custody.leave(self.session, self):
+            await self._custody.release(self.session, save=False)  # the new socket has it
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self.send(
@@ -374,42 +276,15 @@ class Connection:
                 )
         self._spawn(self.ws.close(code=CLOSE_TAKEN_OVER, message=b"session taken over"))
 
-    # --- avatar events ----------------------------------------------------------------------
-
-    async def _sync_events(self) -> None:
-        if self.session.avatar and self._events is None:
-            self._events = EventSubscription(self._nats, self.session, self._on_avatar_event)
-            self._events.start()
-        elif not self.session.avatar and self._events is not None:
-            await self._close_events()
-
-    async def _close_events(self) -> None:
-        events, self._events = self._events, None
-        if events is not None:
-            await events.close()
-
-    async def _on_avatar_event(self, event: events_pb2.AvatarEvent) -> bool:
-        """Forwards one event; False if the socket is gone (it goes to the next one)."""
-        if event.seq < self.session.cancelled_below_seq:
-            return True  # a clip of an interrupted turn
-        frame = event_frame(event)
-        if frame is None:
-            return True
-        if frame["type"] == "clip.speech":
-            started = self.session.turn_started.pop(event.turn_id, None)
-            if started is not None:
-                self._metrics.time_to_first_clip_speech.observe(time.perf_counter() - started)
-        return await self.send(frame)
-
-    # --- voice ------------------------------------------------------------------------------
+    # --- voice --------------------------------------------------------------------------------
 
     async def _on_user_speech(self) -> None:
-        await self.interrupt("barge_in")
+        self.turns.interrupt("barge_in")
 
     async def _on_transcript(self, text: str, turn_id: str) -> None:
-        await self.start_turn(text, source="voice", turn_id=turn_id)
+        self.turns.start_turn(text, source="voice", turn_id=turn_id)
 
-    # --- the end ----------------------------------------------------------------------------
+    # --- the end ------------------------------------------------------------------------------
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -419,14 +294,9 @@ class Connection:
     async def _teardown(self) -> None:
         session = self.session
         await self._audio.close()
-        task = self._turn_task
-        self._turn_task = self._turn = None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-        await self._close_events()
-        if self._sessions.detach(session, self):
-            await self._cancel_pending_clips()
+        await self.turns.close()
+        await self._events.close()
+        await self._custody.leave(session, self, before_save=self.turns.cancel_pending_clips)
         if self._background:
             await asyncio.wait(set(self._background), timeout=5.0)
         for leftover in list(self._background):

@@ -1,5 +1,9 @@
 """Avatar events from NATS to a session's socket.
 
+``EventForwarder`` is what a connection uses: it keeps one ``EventSubscription`` for the
+connection's current session while the avatar is on, drops the events of cancelled clips, and
+hands the others to the socket as ``clip.*`` frames.
+
 Each live session with the avatar on has one ephemeral JetStream consumer on
 ``avatar.events.<session_id>`` (stream ``AVATAR_EVENTS``). It starts right after the last
 event the session received (for a new session: at the session's creation, so nothing published
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +32,7 @@ from avatarchat import bus, log
 from avatarchat.v1 import events_pb2
 
 from .media import clip_url
+from .metrics import EdgeMetrics
 from .nats_link import NatsLink
 from .sessions import Session
 
@@ -193,3 +199,50 @@ class EventSubscription:
             delivered = True  # a bug, not a lost socket: do not loop on this event
         if delivered and not self._closed:
             self._session.last_event_seq = seq
+
+
+Send = Callable[[dict[str, Any]], Awaitable[bool]]
+
+
+class EventForwarder:
+    """One connection's avatar events: subscribed while its session has the avatar on."""
+
+    def __init__(self, link: NatsLink, *, metrics: EdgeMetrics, send: Send) -> None:
+        self._link = link
+        self._metrics = metrics
+        self._send = send
+        self._session: Session | None = None
+        self._subscription: EventSubscription | None = None
+
+    async def follow(self, session: Session) -> None:
+        """Forwards ``session``'s events if its avatar is on (and nothing otherwise)."""
+        if self._session is not session:
+            await self.close()
+        if session.avatar and self._subscription is None:
+            self._session = session
+            self._subscription = EventSubscription(self._link, session, self._forward)
+            self._subscription.start()
+        elif not session.avatar:
+            await self.close()
+
+    async def close(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        self._session = None
+        if subscription is not None:
+            await subscription.close()
+
+    async def _forward(self, event: events_pb2.AvatarEvent) -> bool:
+        """Forwards one event; False if the socket is gone (it goes to the next one)."""
+        session = self._session
+        if session is None:
+            return False
+        if event.seq < session.cancelled_below_seq:
+            return True  # a clip of an interrupted turn
+        frame = event_frame(event)
+        if frame is None:
+            return True
+        if frame["type"] == "clip.speech":
+            started = session.turn_started.pop(event.turn_id, None)
+            if started is not None:
+                self._metrics.time_to_first_clip_speech.observe(time.perf_counter() - started)
+        return await self._send(frame)

@@ -6,6 +6,7 @@ because a browser cannot read the HTTP status of a refused WebSocket handshake.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 
 from aiohttp import WSCloseCode, web
@@ -18,7 +19,7 @@ from .connection import Connection
 from .metrics import EdgeMetrics
 from .nats_link import NatsLink
 from .protocol import ErrorCode, error
-from .sessions import SessionRegistry
+from .resume import SessionCustody
 from .upstream import Upstreams
 from .worker_watch import WorkerWatch
 
@@ -32,7 +33,7 @@ class SocketRoute:
         self,
         *,
         config: EdgeConfig,
-        sessions: SessionRegistry,
+        custody: SessionCustody,
         upstreams: Upstreams,
         nats: NatsLink,
         workers: WorkerWatch,
@@ -40,12 +41,15 @@ class SocketRoute:
         sockets: weakref.WeakSet[web.WebSocketResponse],
     ) -> None:
         self._config = config
-        self._sessions = sessions
+        self._custody = custody
         self._upstreams = upstreams
         self._nats = nats
         self._workers = workers
         self._metrics = metrics
         self._sockets = sockets
+        self.idle = asyncio.Event()  # set while no connection is running (or tearing down)
+        self.idle.set()
+        self._running = 0
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/ws", self.handle)
@@ -89,16 +93,21 @@ class SocketRoute:
         connection = Connection(
             ws,
             config=config,
-            sessions=self._sessions,
+            custody=self._custody,
             upstreams=self._upstreams,
             nats=self._nats,
             workers=self._workers,
             metrics=self._metrics,
         )
+        self._running += 1
+        self.idle.clear()
         try:
             await connection.run()
         finally:
+            self._running -= 1
+            if not self._running:
+                self.idle.set()
             self._sockets.discard(ws)
             self._metrics.sockets_active.dec()
-            self._metrics.sessions_remembered.set(len(self._sessions))
+            self._metrics.sessions_remembered.set(len(self._custody.sessions))
         return ws

@@ -230,7 +230,7 @@ async def test_invalid_utf8_closes_only_that_socket(text_edge: TestClient, helpe
 async def test_a_bug_in_a_handler_leaves_the_session_usable(
     text_edge: TestClient, helpers: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from avatarchat_edge.connection import Connection
+    from avatarchat_edge.turn_control import TurnController
     from avatarchat_edge.turns import Turn
 
     async def broken(*_args: Any, **_kwargs: Any) -> None:
@@ -238,7 +238,7 @@ async def test_a_bug_in_a_handler_leaves_the_session_usable(
 
     ws, _ = await helpers.connect(text_edge)
     with monkeypatch.context() as patch:
-        patch.setattr(Connection, "_on_reset", broken)
+        patch.setattr(TurnController, "_reset", broken)
         patch.setattr(Turn, "run", broken)
         await ws.send_json({"type": "reset"})
         assert (await helpers.receive(ws))["code"] == "internal"

@@ -1,0 +1,155 @@
+"""Resume and takeover: which session a socket carries, wherever the session was before.
+
+``SessionCustody`` is the edge's one authority on where sessions are:
+
+- ``find`` looks a session up for a ``session.start``. Held by a socket of this edge: that
+  socket hands it over. Otherwise, with NATS, any edge holding it is asked to let go (it saves
+  the final state first), and the state comes from NATS KV; without NATS, only sessions this
+  edge remembers can be resumed.
+- ``acquire`` / ``release`` bracket a socket's hold on a session: while held, other edges can
+  claim it; on release its final state is saved.
+- ``checkpoint`` saves the state of held sessions that changed (and refreshes the ones that did
+  not, before the TTL), so even an edge that dies loses at most about a second of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from avatarchat import log
+
+from .protocol import ErrorCode, ProtocolError
+from .session_store import Hold, SessionClaims, SessionStore
+from .sessions import Session, SessionHolder, SessionRegistry, SessionState
+
+_log = log.get("avatarchat.edge.resume")
+
+CHECKPOINT_S = 1.0
+
+
+class Resumable(SessionHolder, Protocol):
+    """A connection, as resume and takeover see it."""
+
+    session: Session
+
+    async def stop_session_work(self) -> None:
+        """Stops what the connection runs for its current session (voice, turn, events)."""
+
+    def adopt(self, session: Session) -> None:
+        """Makes ``session`` the connection's current one."""
+
+
+class SessionCustody:
+    def __init__(
+        self,
+        sessions: SessionRegistry,
+        *,
+        store: SessionStore | None,
+        claims: SessionClaims | None,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self._store = store
+        self._claims = claims
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._holds: dict[str, Hold] = {}
+        self._saved: dict[str, tuple[SessionState, float]] = {}
+
+    @property
+    def shared(self) -> bool:
+        """True when sessions live in NATS, so that any edge can resume them."""
+        return self._store is not None
+
+    async def find(self, session_id: str, *, current: str) -> Session:
+        """The session to resume; ``ProtocolError(UNKNOWN_SESSION)`` if there is none."""
+        local = self.sessions.get(session_id)
+        if local is not None and self.sessions.holder(local) is not None:
+            return local  # a socket of this edge holds it and will hand it over
+        if self._store is not None and self._claims is not None:
+            if await self._claims.claim(session_id):
+                _log.info("session.claimed", session_id=session_id)
+            state = await self._store.load(session_id)
+            if state is not None:
+                session = local or self.sessions.create_detached(session_id)
+                session.restore(state)
+                return session
+        elif local is not None:
+            return local
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_SESSION,
+            f"session {session_id} is unknown or has expired; this socket carries on with "
+            f"session {current}",
+        )
+
+    async def switch(self, holder: Resumable, target: Session) -> None:
+        """Moves ``holder`` from its session to ``target``; a socket that held it surrenders."""
+        old = holder.session
+        await holder.stop_session_work()
+        if old.turns == 0:  # never used: nothing to resume later
+            await self.release(old, save=False)
+            self.sessions.forget(old)
+        else:
+            await self.leave(old, holder)
+        previous = self.sessions.attach(target, holder)
+        holder.adopt(target)
+        if previous is not None:
+            await previous.surrender()
+        await self.acquire(target, holder.surrender)
+        _log.info("session.resumed", session_id=target.id, replaced=old.id)
+
+    async def leave(
+        self,
+        session: Session,
+        holder: SessionHolder,
+        *,
+        before_save: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """``holder`` lets go of ``session``; True if it still held it (its state is saved)."""
+        if not self.sessions.detach(session, holder):
+            return False
+        if before_save is not None:
+            await before_save()
+        await self.release(session)
+        if self.shared:
+            self.sessions.forget(session)  # the stored state is the truth from now on
+        return True
+
+    async def acquire(self, session: Session, let_go: Callable[[], Awaitable[None]]) -> None:
+        """Lets other edges claim ``session`` from this socket until ``release``."""
+        if self._claims is None or session.id in self._holds:
+            return
+        try:
+            self._holds[session.id] = await self._claims.hold(session.id, let_go)
+        except Exception as exc:  # NATS is down: the session still works on this edge
+            _log.warning("session.hold_failed", session_id=session.id, error=str(exc))
+
+    async def release(self, session: Session, *, save: bool = True) -> None:
+        """Saves the session's final state (unless told not to) and stops holding it."""
+        if save and self._store is not None:
+            if await self._store.save(session.state()):
+                self._saved[session.id] = (session.state(), self._clock())
+        hold = self._holds.pop(session.id, None)
+        if hold is not None:
+            await hold.release()
+        if self._store is not None:
+            self._saved.pop(session.id, None)
+
+    async def checkpoint(self) -> int:
+        """Saves held sessions whose state changed, or is about to expire; how many it saved."""
+        if self._store is None:
+            return 0
+        saved = 0
+        now = self._clock()
+        for session in self.sessions.attached():
+            state = session.state()
+            last = self._saved.get(session.id)
+            if last is not None and last[0] == state and now - last[1] < self._ttl_s / 2:
+                continue
+            if await self._store.save(state) and self.sessions.holder(session) is not None:
+                self._saved[session.id] = (state, now)
+                saved += 1
+        return saved
