@@ -296,7 +296,8 @@ class Connection:
         await self._audio.close()
         await self.turns.close()
         await self._events.close()
-        await self._custody.leave(session, self, before_save=self.turns.cancel_pending_clips)
+        # The clips already requested go on: their events wait in the stream for a resume.
+        await self._custody.leave(session, self)
         if self._background:
             await asyncio.wait(set(self._background), timeout=5.0)
         for leftover in list(self._background):

@@ -101,18 +101,10 @@ class SessionCustody:
         await self.acquire(target, holder.surrender)
         _log.info("session.resumed", session_id=target.id, replaced=old.id)
 
-    async def leave(
-        self,
-        session: Session,
-        holder: SessionHolder,
-        *,
-        before_save: Callable[[], Awaitable[None]] | None = None,
-    ) -> bool:
+    async def leave(self, session: Session, holder: SessionHolder) -> bool:
         """``holder`` lets go of ``session``; True if it still held it (its state is saved)."""
         if not self.sessions.detach(session, holder):
             return False
-        if before_save is not None:
-            await before_save()
         await self.release(session)
         if self.shared:
             self.sessions.forget(session)  # the stored state is the truth from now on

@@ -101,16 +101,24 @@ class SessionClaims:
     def __init__(self, link: NatsLink, *, timeout_s: float = 3.0) -> None:
         self._link = link
         self._timeout_s = timeout_s
+        self._handovers: set[asyncio.Task[None]] = set()
 
     async def hold(self, session_id: str, let_go: Callable[[], Awaitable[None]]) -> Hold:
         """Listens for claims on ``session_id``; ``let_go`` runs before the claimer is answered."""
         nc = await self._link.client()
 
-        async def on_claim(msg: Msg) -> None:
+        async def hand_over(msg: Msg) -> None:
             try:
                 await let_go()
             finally:
                 await msg.respond(RELEASED)
+
+        async def on_claim(msg: Msg) -> None:
+            # Letting go releases the hold, which ends this subscription and its task: the
+            # handover runs in a task of its own.
+            task = asyncio.create_task(hand_over(msg), name=f"handover-{session_id}")
+            self._handovers.add(task)
+            task.add_done_callback(self._handovers.discard)
 
         return Hold(await nc.subscribe(bus.session_claim_subject(session_id), cb=on_claim))
 

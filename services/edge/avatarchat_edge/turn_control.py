@@ -89,7 +89,14 @@ class TurnController:
         await done
 
     async def close(self) -> None:
-        """Stops the running turn without cancelling clips, and the worker."""
+        """Stops the running reply and the worker (the socket is gone).
+
+        A turn that has replied only has clip requests left to send: those are let finish (a
+        few milliseconds each), so a resume gets every clip that ``reply.done`` announced.
+        """
+        task, turn = self._turn_task, self._turn
+        if task is not None and turn is not None and turn.replied and not task.done():
+            await asyncio.wait({task}, timeout=self._config.rpc_deadline_s)
         await self._stop_turn("closed", announce=False)
         worker, self._worker = self._worker, None
         if worker is not None:

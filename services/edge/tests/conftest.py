@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +24,7 @@ import aiohttp
 import grpc
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.nats_server import free_port
@@ -296,3 +304,132 @@ def helpers() -> Any:
         connect = staticmethod(connect)
 
     return Helpers
+
+
+# --- real service processes, for the scale-out tests ----------------------------------------
+
+# Runs first in the child: SIGTERM when this test process dies (even by SIGKILL), then the
+# service's module in place of this interpreter (the death signal survives exec).
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(125)
+os.execv(sys.executable, [sys.executable, "-m", sys.argv[2]])
+"""
+
+# What a child may inherit from this process; nothing from a developer's AVATARCHAT_* settings.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
+
+
+@dataclasses.dataclass
+class ServiceProcess:
+    """One service run as ``python -m <module>``, its JSON log lines collected as they come."""
+
+    name: str
+    module: str
+    env: dict[str, str]
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = None
+    lines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceProcess:
+        env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
+        env.update({"AVATARCHAT_LOG_FORMAT": "json", "AVATARCHAT_LOG_LEVEL": "info", **self.env})
+        # No preexec_fn (``lifeline.spawn``): a fork that runs Python in the child while this
+        # process has gRPC threads can abort the child. The child sets its own death signal.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), self.module],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.pump = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
+        self.pump.start()
+        return self
+
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                line = {"event": "text", "text": raw.decode(errors="replace").rstrip()}
+            if isinstance(line, dict):
+                with self._lock:
+                    self.lines.append(line)
+
+    def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """The log lines of ``event`` whose fields have the given values."""
+        with self._lock:
+            lines = list(self.lines)
+        return [
+            line
+            for line in lines
+            if line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
+        ]
+
+    async def wait_serving(self, within_s: float = 120.0) -> None:
+        """Until the gRPC health service says SERVING (or the edge's /readyz says 200)."""
+        deadline = time.monotonic() + within_s
+        while not await self._ready():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                tail = "\n".join(str(line) for line in self.lines[-20:])
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} is not ready after {within_s:g} s")
+            await asyncio.sleep(0.2)
+
+    async def _ready(self) -> bool:
+        if self.module == "avatarchat_edge":
+            try:
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(f"http://{self.addr}/readyz") as response:
+                        return response.status == 200
+            except aiohttp.ClientError:
+                return False
+        async with grpc.aio.insecure_channel(self.addr) as channel:
+            try:
+                response = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
+                )
+            except grpc.aio.AioRpcError:
+                return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or an OOM kill would end it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self._reap()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.wait(timeout=10)
+        if self.pump is not None:
+            self.pump.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def service_process() -> type[ServiceProcess]:
+    """The ``ServiceProcess`` class (test modules cannot import this conftest)."""
+    return ServiceProcess

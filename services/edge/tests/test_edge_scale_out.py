@@ -13,139 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import grpc
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from avatarchat import bus, lifeline
+from avatarchat import bus
 from avatarchat.nats_server import NatsServer, free_port
 from avatarchat.v1 import events_pb2
 from avatarchat_edge.app import create_app
 from avatarchat_edge.config import EdgeConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-# What a child may inherit from this process; nothing from a developer's AVATARCHAT_* settings.
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
-
-
-@dataclasses.dataclass
-class ServiceProcess:
-    """One service run as ``python -m <module>``, its JSON log lines collected as they come."""
-
-    name: str
-    module: str
-    env: dict[str, str]
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-    pump: threading.Thread | None = None
-    lines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> ServiceProcess:
-        env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-        env.update({"AVATARCHAT_LOG_FORMAT": "json", "AVATARCHAT_LOG_LEVEL": "info", **self.env})
-        self.proc = lifeline.spawn(
-            [sys.executable, "-m", self.module],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.pump = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
-        self.pump.start()
-        return self
-
-    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                line = {"event": "text", "text": raw.decode(errors="replace").rstrip()}
-            if isinstance(line, dict):
-                with self._lock:
-                    self.lines.append(line)
-
-    def logged(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        """The log lines of ``event`` whose fields have the given values."""
-        with self._lock:
-            lines = list(self.lines)
-        return [
-            line
-            for line in lines
-            if line.get("event") == event and all(line.get(k) == v for k, v in fields.items())
-        ]
-
-    async def wait_serving(self, within_s: float = 120.0) -> None:
-        """Until the gRPC health service says SERVING (or the edge's /readyz says 200)."""
-        deadline = time.monotonic() + within_s
-        while not await self._ready():
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                tail = "\n".join(str(line) for line in self.lines[-20:])
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} is not ready after {within_s:g} s")
-            await asyncio.sleep(0.2)
-
-    async def _ready(self) -> bool:
-        if self.module == "avatarchat_edge":
-            try:
-                async with aiohttp.ClientSession() as http:
-                    async with http.get(f"http://{self.addr}/readyz") as response:
-                        return response.status == 200
-            except aiohttp.ClientError:
-                return False
-        async with grpc.aio.insecure_channel(self.addr) as channel:
-            try:
-                response = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
-                )
-            except grpc.aio.AioRpcError:
-                return False
-        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-    def kill(self) -> None:
-        """SIGKILL, as a node failure or an OOM kill would end it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self._reap()
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
-        self._reap()
-
-    def _reap(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.wait(timeout=10)
-        if self.pump is not None:
-            self.pump.join(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse, within: float = 10) -> dict[str, Any]:
@@ -164,8 +47,8 @@ async def connect(client: TestClient) -> tuple[aiohttp.ClientWebSocketResponse, 
 
 @dataclasses.dataclass
 class Pods:
-    avatars: list[ServiceProcess]
-    llms: list[ServiceProcess]
+    avatars: list[Any]  # conftest.ServiceProcess
+    llms: list[Any]
     nats_url: str
 
     def edge_env(self) -> dict[str, str]:
@@ -177,7 +60,7 @@ class Pods:
         }
 
 
-def _avatar(nats_url: str, index: int) -> ServiceProcess:
+def _avatar(make: Any, nats_url: str, index: int) -> Any:
     port = free_port()
     env = {
         "AVATARCHAT_NATS_URL": nats_url,
@@ -185,10 +68,10 @@ def _avatar(nats_url: str, index: int) -> ServiceProcess:
         "AVATARCHAT_AVATAR_WORKERS": "1",  # clips queue, so a cancel finds work to stop
         "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
     }
-    return ServiceProcess(f"avatar-{index}", "avatarchat_avatar", env, port)
+    return make(f"avatar-{index}", "avatarchat_avatar", env, port)
 
 
-def _llm(nats_url: str, index: int) -> ServiceProcess:
+def _llm(make: Any, nats_url: str, index: int) -> Any:
     port = free_port()
     env = {
         "AVATARCHAT_NATS_URL": nats_url,
@@ -202,14 +85,14 @@ def _llm(nats_url: str, index: int) -> ServiceProcess:
         "AVATARCHAT_LLM_HISTORY": "nats",  # any replica can serve any session
         "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
     }
-    return ServiceProcess(f"llm-{index}", "avatarchat_llm", env, port)
+    return make(f"llm-{index}", "avatarchat_llm", env, port)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def pods(nats_server: NatsServer) -> AsyncIterator[Pods]:
+async def pods(nats_server: NatsServer, service_process: Any) -> AsyncIterator[Pods]:
     running = Pods(
-        avatars=[_avatar(nats_server.url, i) for i in range(2)],
-        llms=[_llm(nats_server.url, i) for i in range(2)],
+        avatars=[_avatar(service_process, nats_server.url, i) for i in range(2)],
+        llms=[_llm(service_process, nats_server.url, i) for i in range(2)],
         nats_url=nats_server.url,
     )
     everyone = [*running.avatars, *running.llms]
@@ -262,7 +145,7 @@ async def run_turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> TurnResult
     return TurnResult(done["turn_id"], done["clips"], frames)
 
 
-def calls(process: ServiceProcess, rpc: str, session_id: str) -> int:
+def calls(process: Any, rpc: str, session_id: str) -> int:
     return len(process.logged("rpc.done", rpc=rpc, session_id=session_id, code="OK"))
 
 
