@@ -62,6 +62,7 @@ class Connection:
         self._metrics = metrics
         self._send_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self.teardown: asyncio.Task[None] | None = None  # set once the loop has ended
         self.session: Session = custody.sessions.create(self)
         self.turns = TurnController(
             self.session,
@@ -139,6 +140,7 @@ class Connection:
             teardown = asyncio.create_task(self._teardown(), name=f"teardown-{self.session.id}")
             _TEARDOWNS.add(teardown)
             teardown.add_done_callback(_TEARDOWNS.discard)
+            self.teardown = teardown
             await asyncio.shield(teardown)
 
     async def _receive_loop(self) -> None:

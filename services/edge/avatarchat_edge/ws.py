@@ -51,6 +51,11 @@ class SocketRoute:
         self.idle.set()
         self._running = 0
 
+    def _finished(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self.idle.set()
+
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/ws", self.handle)
 
@@ -104,9 +109,13 @@ class SocketRoute:
         try:
             await connection.run()
         finally:
-            self._running -= 1
-            if not self._running:
-                self.idle.set()
+            # Even when this handler is cancelled, the teardown (which saves the session) goes on:
+            # the route is idle only once it has finished.
+            teardown = connection.teardown
+            if teardown is None or teardown.done():
+                self._finished()
+            else:
+                teardown.add_done_callback(lambda _: self._finished())
             self._sockets.discard(ws)
             self._metrics.sockets_active.dec()
             self._metrics.sessions_remembered.set(len(self._custody.sessions))

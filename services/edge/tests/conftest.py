@@ -229,6 +229,25 @@ async def avatar() -> AsyncIterator[Peer]:
 
 
 @pytest.fixture
+async def make_avatar() -> AsyncIterator[Callable[[], Awaitable[Peer]]]:
+    """Starts as many ``RecordingAvatar`` peers as a test asks for (pods of one Deployment)."""
+    peers: list[Peer] = []
+
+    async def make() -> Peer:
+        peer = await _peer(
+            RecordingAvatar(),
+            avatar_pb2_grpc.add_AvatarServiceServicer_to_server,
+            "avatarchat.v1.AvatarService",
+        )
+        peers.append(peer)
+        return peer
+
+    yield make
+    for peer in peers:
+        await peer.stop()
+
+
+@pytest.fixture
 async def stt() -> AsyncIterator[Peer]:
     peer = await _peer(
         ScriptedStt(), stt_pb2_grpc.add_SttServiceServicer_to_server, "avatarchat.v1.SttService"
