@@ -193,7 +193,9 @@ class LlmConfig:
             retention=bus.Retention.from_env(environ),
             max_queue=env.int("AVATARCHAT_LLM_MAX_QUEUE", 16, min=0, max=10_000),
             max_concurrent=env.int("AVATARCHAT_LLM_MAX_CONCURRENT", 32, min=1, max=10_000),
-            metrics_port=env.int("AVATARCHAT_LLM_METRICS_PORT", 9464, min=0, max=65535),
+            # 0: a free port (logged), so several stacks on one machine never collide; the image
+            # and the k8s manifest set 9464.
+            metrics_port=env.int("AVATARCHAT_LLM_METRICS_PORT", 0, min=0, max=65535),
             local=LocalConfig.from_env(env) if backend == "local" else None,
             openai=OpenAIConfig.from_env(env) if backend == "openai" else None,
             groq=GroqConfig.from_env(env) if backend == "groq" else None,
