@@ -193,7 +193,8 @@ async def ensure_clips_store(js: JetStreamContext, retention: Retention) -> Obje
 
 async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyValue:
     """The history KV bucket, created if needed (the llm's job)."""
-    return await js.create_key_value(
+    return await _ensure_kv(
+        js,
         KeyValueConfig(
             bucket=HISTORY_BUCKET,
             history=1,
@@ -209,7 +210,8 @@ async def ensure_sessions_kv(js: JetStreamContext, ttl_s: float, retention: Rete
 
     ``ttl_s`` is how long a session outlives its last update (the edge's session TTL).
     """
-    return await js.create_key_value(
+    return await _ensure_kv(
+        js,
         KeyValueConfig(
             bucket=SESSIONS_BUCKET,
             history=1,
@@ -218,3 +220,18 @@ async def ensure_sessions_kv(js: JetStreamContext, ttl_s: float, retention: Rete
             description="what a resume needs, per session",
         )
     )
+
+
+async def _ensure_kv(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """Creates a KV bucket, or brings an existing one's TTL and replicas up to date."""
+    try:
+        return await js.create_key_value(config)
+    except BadRequestError:  # exists with another configuration
+        stream = f"KV_{config.bucket}"
+        current = (await js.stream_info(stream)).config
+        current.max_age = config.ttl
+        current.num_replicas = config.replicas
+        current.description = config.description
+        await js.update_stream(current)
+        _log.info("nats.bucket_updated", bucket=config.bucket, ttl_s=config.ttl)
+        return await js.key_value(config.bucket)

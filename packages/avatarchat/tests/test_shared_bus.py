@@ -27,6 +27,11 @@ async def test_ensure_resources_is_idempotent_and_updates(nats_server: NatsServe
         await bus.ensure_sessions_kv(js, 30, bus.Retention())
         status = await sessions.status()
         assert status.bucket == bus.SESSIONS_BUCKET and status.ttl == 30
+        await sessions.put("s-1", b"{}")
+        # A new TTL (the operator changed it) updates the bucket and keeps what it holds.
+        sessions = await bus.ensure_sessions_kv(js, 60, bus.Retention())
+        assert (await sessions.status()).ttl == 60
+        assert (await sessions.get("s-1")).value == b"{}"
     finally:
         await nc.drain()
 
