@@ -201,7 +201,7 @@ async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyVa
             ttl=retention.history_ttl_s,
             replicas=retention.replicas,
             description="conversation history per session",
-        )
+        ),
     )
 
 
@@ -218,7 +218,7 @@ async def ensure_sessions_kv(js: JetStreamContext, ttl_s: float, retention: Rete
             ttl=max(ttl_s, 1.0),
             replicas=retention.replicas,
             description="what a resume needs, per session",
-        )
+        ),
     )
 
 
