@@ -111,6 +111,14 @@ class NatsLink:
         await self._nc.publish(subject, payload)
         return True
 
+    def client_now(self) -> NATS:
+        """The connection if it is up right now; ``NatsUnavailable`` otherwise (never waits)."""
+        if not self.enabled:
+            raise NatsUnavailable("NATS is not configured for this edge")
+        if self._nc is None or not self._nc.is_connected or not self._ready.is_set():
+            raise NatsUnavailable("NATS is not connected")
+        return self._nc
+
     async def client(self) -> NATS:
         """Waits until connected, then returns the connection (for plain subscriptions)."""
         if not self.enabled:

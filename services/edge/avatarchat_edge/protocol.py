@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNSUPPORTED_PROTOCOL = "unsupported_protocol"
     UNKNOWN_SESSION = "unknown_session"
+    SESSIONS_UNAVAILABLE = "sessions_unavailable"
     # Connection-level refusals (the socket is closed after the frame)
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN_ORIGIN = "forbidden_origin"

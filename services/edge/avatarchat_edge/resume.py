@@ -18,8 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from nats.errors import Error as NatsError
+
 from avatarchat import log
 
+from .nats_link import NatsUnavailable
 from .protocol import ErrorCode, ProtocolError
 from .session_store import Hold, SessionClaims, SessionStore
 from .sessions import Session, SessionHolder, SessionRegistry, SessionState
@@ -57,6 +60,7 @@ class SessionCustody:
         self._ttl_s = ttl_s
         self._clock = clock
         self._holds: dict[str, Hold] = {}
+        self._let_go: dict[str, Callable[[], Awaitable[None]]] = {}
         self._saved: dict[str, tuple[SessionState, float]] = {}
 
     @property
@@ -70,9 +74,17 @@ class SessionCustody:
         if local is not None and self.sessions.holder(local) is not None:
             return local  # a socket of this edge holds it and will hand it over
         if self._store is not None and self._claims is not None:
-            if await self._claims.claim(session_id):
-                _log.info("session.claimed", session_id=session_id)
-            state = await self._store.load(session_id)
+            try:
+                if await self._claims.claim(session_id):
+                    _log.info("session.claimed", session_id=session_id)
+                state = await self._store.load(session_id)
+            except (NatsUnavailable, NatsError, TimeoutError) as exc:
+                _log.warning("session.lookup_failed", session_id=session_id, error=str(exc))
+                raise ProtocolError(
+                    ErrorCode.SESSIONS_UNAVAILABLE,
+                    "sessions cannot be resumed right now (the session store is not reachable); "
+                    f"try again shortly. This socket carries on with session {current}",
+                ) from None
             if state is not None:
                 session = local or self.sessions.create_detached(session_id)
                 session.restore(state)
@@ -111,19 +123,30 @@ class SessionCustody:
         return True
 
     async def acquire(self, session: Session, let_go: Callable[[], Awaitable[None]]) -> None:
-        """Lets other edges claim ``session`` from this socket until ``release``."""
-        if self._claims is None or session.id in self._holds:
+        """Lets other edges claim ``session`` from this socket until ``release``.
+
+        With NATS down, the session works on this edge, and ``checkpoint`` tries again.
+        """
+        if self._claims is None:
+            return
+        self._let_go[session.id] = let_go
+        await self._hold(session.id)
+
+    async def _hold(self, session_id: str) -> None:
+        let_go = self._let_go.get(session_id)
+        if self._claims is None or let_go is None or session_id in self._holds:
             return
         try:
-            self._holds[session.id] = await self._claims.hold(session.id, let_go)
-        except Exception as exc:  # NATS is down: the session still works on this edge
-            _log.warning("session.hold_failed", session_id=session.id, error=str(exc))
+            self._holds[session_id] = await self._claims.hold(session_id, let_go)
+        except Exception as exc:
+            _log.info("session.hold_failed", session_id=session_id, error=str(exc))
 
     async def release(self, session: Session, *, save: bool = True) -> None:
         """Saves the session's final state (unless told not to) and stops holding it."""
         if save and self._store is not None:
             if await self._store.save(session.state()):
                 self._saved[session.id] = (session.state(), self._clock())
+        self._let_go.pop(session.id, None)
         hold = self._holds.pop(session.id, None)
         if hold is not None:
             await hold.release()
@@ -137,6 +160,7 @@ class SessionCustody:
         saved = 0
         now = self._clock()
         for session in self.sessions.attached():
+            await self._hold(session.id)  # one that could not be held while NATS was down
             state = session.state()
             last = self._saved.get(session.id)
             if last is not None and last[0] == state and now - last[1] < self._ttl_s / 2:

@@ -41,13 +41,17 @@ class SessionStore:
         self._kv: KeyValue | None = None
 
     async def _bucket(self) -> KeyValue:
+        """The bucket; ``NatsUnavailable`` at once when NATS is down (nothing waits for it)."""
+        js = self._link.client_now().jetstream()
         if self._kv is None:
-            js = await self._link.jetstream()
             self._kv = await bus.ensure_sessions_kv(js, self._ttl_s, self._retention)
         return self._kv
 
     async def load(self, session_id: str) -> SessionState | None:
-        """The stored state; None if there is none (unknown or expired) or it is unreadable."""
+        """The stored state; None if there is none (unknown or expired) or it is unreadable.
+
+        Raises ``NatsUnavailable``, a NATS error or ``TimeoutError`` when it cannot tell.
+        """
         async with asyncio.timeout(STORE_TIMEOUT_S):
             kv = await self._bucket()
             try:
@@ -104,8 +108,11 @@ class SessionClaims:
         self._handovers: set[asyncio.Task[None]] = set()
 
     async def hold(self, session_id: str, let_go: Callable[[], Awaitable[None]]) -> Hold:
-        """Listens for claims on ``session_id``; ``let_go`` runs before the claimer is answered."""
-        nc = await self._link.client()
+        """Listens for claims on ``session_id``; ``let_go`` runs before the claimer is answered.
+
+        Raises ``NatsUnavailable`` when NATS is down.
+        """
+        nc = self._link.client_now()
 
         async def hand_over(msg: Msg) -> None:
             try:
@@ -123,8 +130,11 @@ class SessionClaims:
         return Hold(await nc.subscribe(bus.session_claim_subject(session_id), cb=on_claim))
 
     async def claim(self, session_id: str) -> bool:
-        """Asks whichever edge holds the session to let go; True if one did."""
-        nc = await self._link.client()
+        """Asks whichever edge holds the session to let go; True if one did.
+
+        Raises ``NatsUnavailable`` when NATS is down.
+        """
+        nc = self._link.client_now()
         try:
             reply = await nc.request(
                 bus.session_claim_subject(session_id), b"", timeout=self._timeout_s

@@ -184,6 +184,27 @@ async def test_an_unknown_session_is_refused_on_every_edge(edges: list[Any]) -> 
             await ws.close()
 
 
+async def test_with_nats_down_sockets_work_and_a_resume_says_why_it_cannot(
+    make_edge: Any, llm: Any, avatar: Any, helpers: Any
+) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    edge = await make_edge(
+        {
+            "AVATARCHAT_LLM_ADDR": llm.addr,
+            "AVATARCHAT_AVATAR_ADDR": avatar.addr,
+            "AVATARCHAT_NATS_URL": nowhere,
+        }
+    )
+    ws, hello = await helpers.connect(edge)  # nothing waits for NATS
+    await ws.send_json({"type": "session.start", "session_id": "0" * 32})
+    refused = await helpers.receive(ws)
+    assert refused["code"] == "sessions_unavailable", refused
+    assert hello["session_id"] in refused["message"]
+    await ws.send_json({"type": "text", "text": "hi"})
+    assert (await helpers.until(ws, "reply.done"))[-1]["text"]  # text still works
+    await ws.close()
+
+
 def test_session_state_round_trips_and_rejects_garbage() -> None:
     state = SessionState(
         id="s1",
