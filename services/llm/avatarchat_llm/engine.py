@@ -10,12 +10,17 @@
   up to ``max_restarts`` times (counted over the process's life); after that it stays down and
   health stays NOT_SERVING, which a Kubernetes probe turns into a pod restart.
 - ``stop`` terminates it (SIGTERM, then SIGKILL after a few seconds).
+- It listens on loopback only and demands a random API key (passed in its environment, which
+  other users cannot read), so neither another local user nor a web page in a local browser
+  (llama-server allows any CORS origin) can use it; only ``/health`` is open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import secrets
 import subprocess
 import threading
 import time
@@ -76,8 +81,9 @@ class LlamaServer:
         self.config = config
         self.alias = alias
         self._on_health = on_health
-        # Chosen once, so the client's base URL stays right across restarts.
+        # Chosen once, so the client's base URL and key stay right across restarts.
         self.port = free_port()
+        self.api_key = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.healthy = False
@@ -89,6 +95,11 @@ class LlamaServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header every request but ``/health`` needs."""
+        return {"Authorization": f"Bearer {self.api_key}"}
 
     def check_healthy(self) -> None:
         if not self.healthy:
@@ -104,8 +115,9 @@ class LlamaServer:
     async def _launch(self) -> None:
         argv = llama_server_argv(self.config, self.port, self.alias)
         started = time.perf_counter()
+        env = {**os.environ, "LLAMA_API_KEY": self.api_key}
         self.process = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)  # fmt: skip
+                             stderr=subprocess.STDOUT, env=env)  # fmt: skip
         self._pump_thread = threading.Thread(
             target=self._pump, args=(self.process,), name="llama-server-log", daemon=True
         )
@@ -173,7 +185,9 @@ class LlamaServer:
         timeout = aiohttp.ClientTimeout(self.config.startup_timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             body = {**WARM_UP, "model": self.alias, "cache_prompt": False}
-            async with http.post(f"{self.url}/v1/chat/completions", json=body) as response:
+            async with http.post(
+                f"{self.url}/v1/chat/completions", json=body, headers=self.auth
+            ) as response:
                 if response.status != 200:
                     raise self._failure(f"answered the warm-up with HTTP {response.status}")
                 data = await response.json()

@@ -75,16 +75,19 @@ class LlmMetrics:
         self.engine_restarts = Counter(
             "avatarchat_llm_engine_restarts", "Restarts of the local engine", registry=r
         )
-        self.engine_url: Callable[[], str | None] = lambda: None
+        # The local engine's URL and auth header while it serves; None otherwise.
+        self.engine: Callable[[], tuple[str, dict[str, str]] | None] = lambda: None
 
     async def _engine_metrics(self) -> bytes:
-        url = self.engine_url()
-        if url is None:
+        engine = self.engine()
+        if engine is None:
             return b""
+        url, headers = engine
         connector = aiohttp.TCPConnector(force_close=True)
         try:
             async with aiohttp.ClientSession(connector=connector) as http:
-                async with http.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(2)) as resp:
+                timeout = aiohttp.ClientTimeout(2)
+                async with http.get(f"{url}/metrics", headers=headers, timeout=timeout) as resp:
                     if resp.status == 200:
                         return b"# llama-server\n" + await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -166,10 +166,11 @@ class LlmApp:
             config.local, model_alias(config.local.model_path), self._engine_health
         )
         self.engine = engine
-        self.metrics.engine_url = lambda: engine.url if engine.healthy else None
+        self.metrics.engine = lambda: (engine.url, engine.auth) if engine.healthy else None
         model = build_local(
             config.local,
             base_url=f"{engine.url}/v1",
+            api_key=engine.api_key,
             model_name=engine.alias,
             http_client=self._http_client(keep_alive=False),
             temperature=config.temperature,

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AuthenticationError
 
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import llm_pb2
@@ -53,7 +53,7 @@ async def test_a_real_generation_with_the_installed_build_does_not_crash() -> No
     engine = LlamaServer(local_config(), "default")
     await engine.start()
     try:
-        client = AsyncOpenAI(base_url=f"{engine.url}/v1", api_key="none", max_retries=0)
+        client = AsyncOpenAI(base_url=f"{engine.url}/v1", api_key=engine.api_key, max_retries=0)
         async with client:
             for text in ("Hello! Who are you?", "Write one sentence about the sea."):
                 reply = await client.chat.completions.create(
@@ -65,6 +65,12 @@ async def test_a_real_generation_with_the_installed_build_does_not_crash() -> No
                 assert (reply.choices[0].message.content or "").strip()
                 assert reply.usage is not None and reply.usage.completion_tokens > 0
         assert engine.process is not None and engine.process.poll() is None, "it crashed"
+        stranger = AsyncOpenAI(base_url=f"{engine.url}/v1", api_key="guess", max_retries=0)
+        async with stranger:
+            with pytest.raises(AuthenticationError):  # only the llm service may use it
+                await stranger.chat.completions.create(
+                    model="default", messages=[{"role": "user", "content": "Hi"}]
+                )
     finally:
         await engine.stop()
     assert engine.process.returncode == 0  # a clean exit on SIGTERM, not a signal

@@ -38,7 +38,8 @@ def start(llm: Any, session_id: str, text: str = LONG) -> Any:
 async def engine_busy(llm: Any) -> bool:
     assert llm.app.engine is not None
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{llm.app.engine.url}/slots") as response:
+        engine = llm.app.engine
+        async with http.get(f"{engine.url}/slots", headers=engine.auth) as response:
             slots = await response.json()
     return any(slot["is_processing"] for slot in slots)
 

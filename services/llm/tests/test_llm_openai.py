@@ -230,7 +230,7 @@ async def test_against_a_real_llama_server(start_llm: Any, ask: Any) -> None:
     engine = LlamaServer(local, "qwen-0.5b")
     await engine.start()
     try:
-        env = openai_env(f"{engine.url}/v1", "qwen-0.5b")
+        env = openai_env(f"{engine.url}/v1", "qwen-0.5b", OPENAI_API_KEY=engine.api_key)
         async with start_llm(env) as llm:
             first = await ask(llm.stub, "oa-real", "Hi! My name is Alice.")
             second = await ask(llm.stub, "oa-real", "What is my name?")

@@ -66,6 +66,7 @@ def build_local(
     config: LocalConfig,
     base_url: str,
     *,
+    api_key: str,
     model_name: str,
     temperature: float,
     max_tokens: int,
@@ -80,7 +81,7 @@ def build_local(
     model = _chat_openai(
         model_name,
         base_url=base_url,
-        api_key="local",
+        api_key=api_key,
         http_client=http_client,
         temperature=temperature,
         max_tokens=max_tokens,
