@@ -123,6 +123,8 @@ def assemble(spec: ModelSpec, dest: Path | None = None) -> Path:
 
     Written to a temporary file and renamed, so a crash never leaves a half file behind.
     """
+    if not spec.chunks:
+        raise ValueError(f"{spec.name} ships whole, it has no chunks to assemble")
     dest = dest or spec.default_path()
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + f".{os.getpid()}.part")
@@ -194,7 +196,7 @@ def main(argv: list[str]) -> int:
         print(f"unknown model; known: {', '.join(MODELS)}", file=sys.stderr)
         return 2
     path = spec.default_path()
-    if not (path.is_file() and spec.sha256 and sha256_of(path) == spec.sha256):
+    if spec.chunks and not (path.is_file() and sha256_of(path) == spec.sha256):
         path = assemble(spec, path)
     check(spec, path)
     print(path)

@@ -10,7 +10,15 @@ import pytest
 
 from avatarchat.config import ConfigError
 from avatarchat_llm.gguf import GgufError, read_metadata
-from avatarchat_llm.models import QWEN_05B, SMOLLM2_135M, assemble, check, ensure_file, sha256_of
+from avatarchat_llm.models import (
+    QWEN_05B,
+    SMOLLM2_135M,
+    assemble,
+    check,
+    ensure_file,
+    main,
+    sha256_of,
+)
 
 
 def test_the_joined_chunks_are_the_pinned_qwen_gguf(tmp_path: Path) -> None:
@@ -63,3 +71,16 @@ def test_any_gguf_from_the_path_override_is_only_checked_to_be_gguf(tmp_path: Pa
 def test_a_missing_path_without_chunks_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no GGUF file"):
         ensure_file(None, tmp_path / "absent.gguf")
+
+
+def test_the_install_command_checks_a_whole_model_without_rewriting_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = SMOLLM2_135M.default_path()
+    before = (path.stat().st_size, path.stat().st_mtime_ns)
+    assert main(["assemble", "smollm2-135m"]) == 0
+    assert capsys.readouterr().out.strip() == str(path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == before
+    with pytest.raises(ValueError, match="no chunks"):
+        assemble(SMOLLM2_135M)
+    assert main(["assemble", "gpt-5"]) == 2
