@@ -83,10 +83,13 @@ class Conversation:
         self._gate = gate
         self._metrics = metrics
 
-    def check_ready(self) -> None:
+    def check_ready(self, *, engine: bool = True) -> None:
+        """Raises UNAVAILABLE while starting, or (``engine``) while the local engine is down;
+        history works without the engine."""
         if not self.ready:
             raise Unavailable("the llm service is still starting (loading its model); retry soon")
-        self.engine_check()
+        if engine:
+            self.engine_check()
 
     async def reply(self, session_id: str, text: str) -> AsyncIterator[Delta | Done]:
         """Streams the reply as deltas; once it is complete, stores the turn and yields ``Done``."""

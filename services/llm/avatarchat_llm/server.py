@@ -69,7 +69,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self, request: llm_pb2.GetHistoryRequest, context: grpc.aio.ServicerContext
     ) -> llm_pb2.GetHistoryResponse:
         session_id = require_id("session_id", request.session_id)
-        self._conversation.check_ready()
+        self._conversation.check_ready(engine=False)
         messages = await self._conversation.store.load(session_id)
         return llm_pb2.GetHistoryResponse(
             messages=[llm_pb2.ChatMessage(role=_ROLES[m.role], text=m.text) for m in messages]
@@ -79,7 +79,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
         self, request: llm_pb2.ResetHistoryRequest, context: grpc.aio.ServicerContext
     ) -> llm_pb2.ResetHistoryResponse:
         session_id = require_id("session_id", request.session_id)
-        self._conversation.check_ready()
+        self._conversation.check_ready(engine=False)
         removed = await self._conversation.store.reset(session_id)
         return llm_pb2.ResetHistoryResponse(removed=removed)
 

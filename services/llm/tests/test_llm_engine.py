@@ -112,6 +112,11 @@ async def test_a_dead_engine_is_reported_and_restarted_then_given_up_on(
             await call.read()
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "llama-server" in (raised.value.details() or "")
+        # History does not need the engine.
+        history = await llm.stub.GetHistory(
+            llm_pb2.GetHistoryRequest(session_id="after-restart"), timeout=5
+        )
+        assert len(history.messages) == 2
 
 
 def children_of(pid: int) -> list[int]:
