@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -61,6 +62,7 @@ class SessionCustody:
         self._clock = clock
         self._holds: dict[str, Hold] = {}
         self._let_go: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._releasing: dict[str, asyncio.Event] = {}  # saves in progress
         self._saved: dict[str, tuple[SessionState, float]] = {}
 
     @property
@@ -129,7 +131,12 @@ class SessionCustody:
         """
         if self._claims is None:
             return
-        self._let_go[session.id] = let_go
+
+        async def hand_over() -> None:
+            await let_go()
+            await self._settled(session.id)  # a teardown may be saving it: answer after that
+
+        self._let_go[session.id] = hand_over
         await self._hold(session.id)
 
     async def _hold(self, session_id: str) -> None:
@@ -141,11 +148,21 @@ class SessionCustody:
         except Exception as exc:
             _log.info("session.hold_failed", session_id=session_id, error=str(exc))
 
+    async def _settled(self, session_id: str) -> None:
+        releasing = self._releasing.get(session_id)
+        if releasing is not None:
+            await releasing.wait()
+
     async def release(self, session: Session, *, save: bool = True) -> None:
         """Saves the session's final state (unless told not to) and stops holding it."""
         if save and self._store is not None:
-            if await self._store.save(session.state()):
-                self._saved[session.id] = (session.state(), self._clock())
+            releasing = self._releasing.setdefault(session.id, asyncio.Event())
+            try:
+                if await self._store.save(session.state()):
+                    self._saved[session.id] = (session.state(), self._clock())
+            finally:
+                releasing.set()
+                self._releasing.pop(session.id, None)
         self._let_go.pop(session.id, None)
         hold = self._holds.pop(session.id, None)
         if hold is not None:
