@@ -11,6 +11,11 @@ gracefully, all at once; whatever is still running after ``STOP_GRACE_S`` is kil
 last. The children run in their own sessions, so the terminal's signals reach only this
 supervisor, and they die with it (``PR_SET_PDEATHSIG``) if it is killed outright.
 
+``--replicas N`` runs N processes of every service, as N pods would run: replica ``i`` (from 0)
+of a gRPC service listens on its port + 10 i, of the edge on its port + i, and every edge
+balances over all the replicas of each service (an ``ipv4:`` target list). With more than one
+llm, history goes to NATS KV (``AVATARCHAT_LLM_HISTORY=nats``) unless set otherwise.
+
 The end-to-end tests start the stack through the same ``Stack`` class, on free ports.
 """
 
@@ -46,6 +51,8 @@ SERVICES: tuple[tuple[str, str, str, int], ...] = (
 STOP_GRACE_S = 3.5
 # A crashed service (or nats-server) is restarted, like a pod, unless it crashes this often.
 MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
+# Ports of replica i: the service's port + i times this step.
+REPLICA_PORT_STEP = {"stt": 10, "llm": 10, "avatar": 10, "edge": 1}
 
 
 def installed_services() -> list[str]:
@@ -62,6 +69,7 @@ class Stack:
     nats_port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     services: list[str] | None = None
+    replicas: int = 1  # processes of each service
     log_prefix: bool = True
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     pumps: dict[str, threading.Thread] = field(default_factory=dict)
@@ -76,8 +84,39 @@ class Stack:
 
     @property
     def edge_url(self) -> str:
+        return self.url_of(self.ports["edge"])
+
+    @property
+    def edge_urls(self) -> list[str]:
+        """One URL per edge replica."""
+        return [self.url_of(port) for port in self.replica_ports("edge")]
+
+    def url_of(self, port: int) -> str:
         scheme = "https" if self.env.get("AVATARCHAT_EDGE_TLS_CERT") else "http"
-        return f"{scheme}://127.0.0.1:{self.ports['edge']}"
+        return f"{scheme}://127.0.0.1:{port}"
+
+    def replica_ports(self, service: str) -> list[int]:
+        return [self.ports[service] + i * REPLICA_PORT_STEP[service] for i in range(self.replicas)]
+
+    def instances(self) -> list[tuple[str, str, str, str, int]]:
+        """(process name, service, module, readiness kind, port) of every process to run."""
+        assert self.services is not None
+        return [
+            (service if i == 0 else f"{service}-{i + 1}", service, module, kind, port)
+            for service, module, kind, _ in SERVICES
+            if service in self.services
+            for i, port in enumerate(self.replica_ports(service))
+        ]
+
+    def _instance(self, name: str) -> tuple[str, str, str, str, int]:
+        return next(instance for instance in self.instances() if instance[0] == name)
+
+    def _addr(self, service: str) -> str:
+        assert self.services is not None
+        if service not in self.services:
+            return ""
+        addrs = [f"127.0.0.1:{port}" for port in self.replica_ports(service)]
+        return addrs[0] if len(addrs) == 1 else "ipv4:" + ",".join(addrs)
 
     def child_env(self) -> dict[str, str]:
         assert self.nats is not None and self.services is not None
@@ -89,17 +128,13 @@ class Stack:
                 "AVATARCHAT_LLM_PORT": str(self.ports["llm"]),
                 "AVATARCHAT_AVATAR_PORT": str(self.ports["avatar"]),
                 "AVATARCHAT_EDGE_PORT": str(self.ports["edge"]),
-                "AVATARCHAT_STT_ADDR": f"127.0.0.1:{self.ports['stt']}"
-                if "stt" in self.services
-                else "",
-                "AVATARCHAT_LLM_ADDR": f"127.0.0.1:{self.ports['llm']}"
-                if "llm" in self.services
-                else "",
-                "AVATARCHAT_AVATAR_ADDR": (
-                    f"127.0.0.1:{self.ports['avatar']}" if "avatar" in self.services else ""
-                ),
+                "AVATARCHAT_STT_ADDR": self._addr("stt"),
+                "AVATARCHAT_LLM_ADDR": self._addr("llm"),
+                "AVATARCHAT_AVATAR_ADDR": self._addr("avatar"),
             }
         )
+        if self.replicas > 1:  # any llm replica may get any turn: history must be shared
+            env.setdefault("AVATARCHAT_LLM_HISTORY", "nats")
         # Each service's own graceful stop must fit in the supervisor's STOP_GRACE_S.
         env.setdefault("AVATARCHAT_SHUTDOWN_GRACE_S", str(STOP_GRACE_S - 1.5))
         if self.log_prefix and sys.stderr.isatty():
@@ -114,14 +149,11 @@ class Stack:
         ).start()
         _say(f"nats-server on {self.nats.url} (JetStream data in {self.state_dir / 'nats'})")
         env = self.child_env()
-        assert self.services is not None
         try:
-            for name, module, _, _ in SERVICES:
-                if name in self.services:
-                    self._spawn(name, module, env)
-            for name, _, kind, _ in SERVICES:
-                if name in self.services:
-                    self._wait_ready(name, kind, timeout_s)
+            for name, service, module, _, port in self.instances():
+                self._spawn(name, module, {**env, f"AVATARCHAT_{service.upper()}_PORT": str(port)})
+            for name, _, _, kind, port in self.instances():
+                self._wait_ready(name, kind, port, timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -149,8 +181,7 @@ class Stack:
                 if self.log_prefix:
                     sys.stderr.write(f"{name:>6} | {line.decode(errors='replace')}")
 
-    def _wait_ready(self, name: str, kind: str, timeout_s: float) -> None:
-        port = self.ports[name]
+    def _wait_ready(self, name: str, kind: str, port: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         last_note = time.monotonic()
         _say(f"waiting for {name} on port {port} ...")
@@ -159,7 +190,7 @@ class Stack:
             if proc.poll() is not None:
                 log_path = self.state_dir / f"{name}.log"
                 raise RuntimeError(f"{name} exited with code {proc.returncode}; see {log_path}")
-            if _ready(kind, port, self.edge_url):
+            if _ready(kind, port, self.url_of(port)):
                 _say(f"{name} ready on port {port}")
                 return
             if time.monotonic() > deadline:
@@ -223,12 +254,14 @@ class Stack:
 
     def restart_service(self, name: str, timeout_s: float = 180.0) -> None:
         self.stop_service(name)
-        module, kind = {n: (m, k) for n, m, k, _ in SERVICES}[name]
-        self._spawn(name, module, self.child_env())
-        self._wait_ready(name, kind, timeout_s)
+        _, service, module, kind, port = self._instance(name)
+        self._spawn(
+            name, module, {**self.child_env(), f"AVATARCHAT_{service.upper()}_PORT": str(port)}
+        )
+        self._wait_ready(name, kind, port, timeout_s)
 
     def stop(self, timeout_s: float = STOP_GRACE_S) -> None:
-        self.stop_services([name for name, *_ in reversed(SERVICES)], timeout_s)
+        self.stop_services([name for name, *_ in reversed(self.instances())], timeout_s)
         if self.nats:
             self.nats.stop()
             self.nats = None
@@ -278,6 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma-separated subset to run (default: every installed service)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 10),
+        metavar="N",
+        help="processes of each service (1-9), as N pods would run; edges on --port, --port+1, ...",
+    )
     args = parser.parse_args(argv)
     known = [name for name, *_ in SERVICES]
     if args.services is not None and (unknown := set(args.services) - set(known)):
@@ -294,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, _, _, default in SERVICES
     }
     ports["edge"] = args.port
-    stack = Stack(state_dir=args.state, ports=ports, env=env, services=args.services)
+    stack = Stack(
+        state_dir=args.state, ports=ports, env=env, services=args.services, replicas=args.replicas
+    )
     stop = stack.stopping
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
@@ -307,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"failed to start: {exc}")
         return 1
     _say(f"avatarchat is up: open {stack.edge_url}/  (Ctrl-C stops everything)")
+    for url in stack.edge_urls[1:]:
+        _say(f"another edge: {url}/ (a session resumes on any of them)")
     try:
         restarts: dict[str, list[float]] = {}
         while not stop.is_set():
