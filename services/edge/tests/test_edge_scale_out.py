@@ -126,6 +126,8 @@ class TurnResult:
     turn_id: str
     clips: int
     frames: list[dict[str, Any]]
+    first_delta_at: float  # time.monotonic() of the first reply.delta
+    first_speech_at: float | None  # and of the first clip.speech
 
 
 async def run_turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> TurnResult:
@@ -134,15 +136,20 @@ async def run_turn(ws: aiohttp.ClientWebSocketResponse, text: str) -> TurnResult
     frames: list[dict[str, Any]] = []
     done: dict[str, Any] | None = None
     spoken: set[int] = set()
+    first_delta_at = first_speech_at = None
     while done is None or len(spoken) < done["clips"]:
         frame = await receive(ws, within=60)
         frames.append(frame)
         assert frame["type"] not in ("error", "clip.failed"), frame
-        if frame["type"] == "reply.done":
+        if frame["type"] == "reply.delta" and first_delta_at is None:
+            first_delta_at = time.monotonic()
+        elif frame["type"] == "reply.done":
             done = frame
         elif frame["type"] == "clip.speech":
             spoken.add(frame["seq"])
-    return TurnResult(done["turn_id"], done["clips"], frames)
+            first_speech_at = first_speech_at or time.monotonic()
+    assert first_delta_at is not None, frames
+    return TurnResult(done["turn_id"], done["clips"], frames, first_delta_at, first_speech_at)
 
 
 def calls(process: Any, rpc: str, session_id: str) -> int:
@@ -262,15 +269,15 @@ async def test_turns_move_to_the_survivors_when_a_process_of_each_kind_dies(pods
         killed = time.monotonic()
         for victim in victims.values():
             victim.kill()
-        first_ms = None
-        turns = []
-        for question in QUESTIONS[:4]:
-            turns.append(await run_turn(ws, question))  # none fails
-            if first_ms is None:
-                first_ms = (time.monotonic() - killed) * 1000
+        turns = [await run_turn(ws, question) for question in QUESTIONS[:4]]  # none fails
         await ws.close()
     survivor_avatar, survivor_llm = pods.avatars[1], pods.llms[1]
-    print(f"first turn after the kill completed {first_ms:.0f} ms after it")
+    first = turns[0]
+    speech_ms = ((first.first_speech_at or killed) - killed) * 1000
+    print(
+        f"after the kill: first reply delta {(first.first_delta_at - killed) * 1000:.0f} ms, "
+        f"first clip.speech {speech_ms:.0f} ms"
+    )
     assert {rpc: calls(p, rpc, sid) for rpc, p in victims.items()} == before
     assert calls(survivor_llm, "Reply", sid) >= len(turns)
     assert calls(survivor_avatar, "GenerateClip", sid) >= sum(t.clips for t in turns)
