@@ -17,6 +17,7 @@ import aiohttp
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from avatarchat import bus
 from avatarchat.nats_server import NatsServer, free_port
@@ -169,6 +170,44 @@ async def test_a_session_held_on_one_edge_is_taken_over_from_the_other(
         assert (await receive(ws_a2))["resumed"] is True
         assert (await receive(ws_b))["code"] == "session_taken_over"
         await ws_a2.close()
+
+
+async def test_a_session_survives_its_edge_being_killed(
+    edges: list[Any], avatar_events: NATS, avatar: Any
+) -> None:
+    edge_a, edge_b = edges
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"ws://{edge_a.addr}/ws")
+        sid = (await receive(ws))["session_id"]
+        await ws.send_json({"type": "text", "text": "hi"})
+        first = (await until(ws, "reply.done"))[-1]
+
+        # The edge checkpoints the session within about a second; then it dies outright.
+        async def stored_turns() -> int:
+            try:
+                kv = await avatar_events.jetstream().key_value(bus.SESSIONS_BUCKET)
+                entry = await kv.get(sid)
+            except (BucketNotFoundError, KeyNotFoundError):
+                return 0
+            return SessionState.from_json(entry.value or b"").turns
+
+        async with asyncio.timeout(10):
+            while await stored_turns() < 1:  # noqa: ASYNC110 (another process writes it)
+                await asyncio.sleep(0.1)
+        await eventually(lambda: len(avatar.servicer.clips) == first["clips"])
+        edge_a.kill()
+
+        ws_b = await http.ws_connect(f"ws://{edge_b.addr}/ws")
+        await receive(ws_b)
+        await ws_b.send_json({"type": "session.start", "session_id": sid})
+        resumed = await receive(ws_b)
+        assert (resumed["type"], resumed.get("resumed")) == ("session", True), resumed
+        await ws_b.send_json({"type": "text", "text": "are you there?"})
+        await until(ws_b, "reply.done")
+        await ws_b.close()
+    # No seq is handed out twice: the counter came from the checkpoint.
+    seqs = [c.seq for c in avatar.servicer.clips]
+    assert seqs == sorted(set(seqs)) and seqs[0] == 1, seqs
 
 
 async def test_an_unknown_session_is_refused_on_every_edge(edges: list[Any]) -> None:
