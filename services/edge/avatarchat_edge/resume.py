@@ -106,6 +106,8 @@ class SessionCustody:
         if old.turns == 0:  # never used: nothing to resume later
             await self.release(old, save=False)
             self.sessions.forget(old)
+            if self._store is not None:
+                await self._store.delete(old.id)  # a checkpoint may have stored it
         else:
             await self.leave(old, holder)
         previous = self.sessions.attach(target, holder)
