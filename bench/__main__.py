@@ -6,7 +6,8 @@ scenarios, prints a table and writes ``bench-results/bench.json``.
 Scenarios (``--only`` picks some):
 - ``text``:   sequential text turns through ``/ws`` (avatar off) and the same turns straight
               against the llm gRPC service; the difference is the edge's own overhead.
-- ``stt``:    end of speech to final transcript, decode real-time factor, WER.
+- ``stt``:    end of speech to final transcript, decode real-time factor, WER per backend on
+              Piper's and real human speech (bench/stt.py).
 - ``avatar``: text to first ``clip.speech`` and ``clip.ready`` through ``/ws``, render RTF,
               lip-sync offset, and clip throughput with 4 sessions at once.
 - ``contention``: the idle page's CPU in headless Chromium, and turns while one core is busy
@@ -220,7 +221,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if "text" in runnable:
                 results["text (llm + edge)"] = await scenario_text(stack, args.turns)
             if "stt" in runnable:
-                results["stt (local pocketsphinx)"] = await scenario_stt(stack)
+                results["stt (whisper default, pocketsphinx beside)"] = await scenario_stt(stack)
             if "avatar" in runnable:
                 results["avatar (piper + renderer)"] = await scenario_avatar(
                     stack, args.avatar_turns

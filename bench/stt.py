@@ -19,6 +19,12 @@ For the service under test (the stack's, the default backend):
 Every other local backend (``AVATARCHAT_STT_BACKEND``) is started as a process of its own on a
 free port, and gets the WER and RTF rows through ``Transcribe``.
 
+End of turn (in-process, no service): every real recording, once whole and once with 1 s of
+silence inserted at its quietest point near the middle (a speaker looking for the next words),
+through the end-pointer with the silence rule (600 ms) and with Smart Turn (asked at 300 ms,
+at most 1.5 s): how many paused sentences are cut in two, and how much later complete sentences
+end (including the model's own time).
+
     .venv/bin/python -m bench.stt 127.0.0.1:50051      # against a running stt service
 """
 
@@ -213,10 +219,16 @@ async def transcribe_rows(
 
 
 @contextlib.asynccontextmanager
-async def stt_process(backend: str) -> AsyncIterator[str]:
-    """``python -m avatarchat_stt`` with ``backend`` on a free port, until it is SERVING."""
+async def stt_process(backend: str, **settings: str) -> AsyncIterator[str]:
+    """``python -m avatarchat_stt`` with ``backend`` (and other ``AVATARCHAT_STT_*`` settings)
+    on a free port, until it is SERVING."""
     port = free_port()
-    env = {**os.environ, "AVATARCHAT_STT_BACKEND": backend, "AVATARCHAT_STT_PORT": str(port)}
+    env = {
+        **os.environ,
+        **settings,
+        "AVATARCHAT_STT_BACKEND": backend,
+        "AVATARCHAT_STT_PORT": str(port),
+    }
     process = subprocess.Popen(  # noqa: ASYNC220 - starts at once; waited for below
         [sys.executable, "-m", "avatarchat_stt"],
         env=env,
@@ -248,14 +260,84 @@ async def stt_process(backend: str) -> AsyncIterator[str]:
             process.wait()
 
 
+def _with_pause(pcm: np.ndarray, pause_s: float = 1.0) -> np.ndarray:
+    """``pcm`` (16 kHz) with silence inserted at its quietest 32 ms in the middle 30-70 %."""
+    frame = 512
+    lo, hi = int(pcm.size * 0.3) // frame, int(pcm.size * 0.7) // frame
+    energy = [float(np.mean(np.abs(pcm[i * frame : (i + 1) * frame]))) for i in range(lo, hi)]
+    cut = (lo + int(np.argmin(energy))) * frame + frame // 2
+    return np.concatenate([pcm[:cut], speech_corpus.silence(pause_s, RATE), pcm[cut:]])
+
+
+def end_of_turn_rows(clips: list[Clip]) -> dict[str, Any]:
+    """Cut-offs on paused sentences and end delay on complete ones, silence rule vs Smart Turn."""
+    from avatarchat_stt.smart_turn import SmartTurn, default_model_path
+    from avatarchat_stt.vad import Endpointer, Framer, SpeechEnded
+
+    model = SmartTurn(default_model_path())
+    checks: list[float] = []
+
+    class Timed:
+        def complete(self, pcm: np.ndarray) -> bool:
+            started = time.perf_counter()
+            answer = model.complete(pcm)
+            checks.append((time.perf_counter() - started) * 1000)
+            return answer
+
+    def turns(audio: np.ndarray, smart: bool) -> list[tuple[int, int]]:
+        """(end of speech, where the turn was declared) per turn, in ms of the stream."""
+        # the service's defaults: silence rule at 600 ms; Smart Turn asked at 300, at most 1500
+        if smart:
+            endpointer = Endpointer(0.5, 300, 150, turn=Timed(), max_silence_ms=1500)
+        else:
+            endpointer = Endpointer(0.5, 600, 150)
+        found = []
+        for frame in Framer().push(audio):
+            event = endpointer.push(frame)
+            if isinstance(event, SpeechEnded):
+                found.append((event.offset_ms, endpointer.position_ms))
+        return found
+
+    pad = speech_corpus.silence(0.5, RATE)
+    rows: dict[str, Any] = {"end of turn: sentences": len(clips)}
+    for label, smart in (("silence 600 ms", False), ("smart-turn", True)):
+        checks.clear()
+        cut = delays = 0.0
+        for _, pcm, rate in clips:
+            audio = speech_corpus.resample(pcm, rate, RATE)
+            paused = turns(
+                np.concatenate([pad, _with_pause(audio), speech_corpus.silence(3, RATE)]), smart
+            )
+            cut += len(paused) > 1
+            whole = turns(np.concatenate([pad, audio, speech_corpus.silence(3, RATE)]), smart)
+            delays += whole[-1][1] - whole[-1][0] if whole else 0
+        rows[f"end of turn {label}: paused sentences cut in two"] = int(cut)
+        mean_check = statistics.fmean(checks) if checks else 0.0
+        rows[f"end of turn {label}: complete sentence end delay mean (ms)"] = round(
+            delays / len(clips) + mean_check, 1
+        )
+    return rows
+
+
 async def run(addr: str, other_backends: tuple[str, ...] = OTHER_BACKENDS) -> dict[str, Any]:
     """Runs the scenario against the stt service at ``addr`` (host:port), then the other local
     backends in processes of their own."""
     sets = await asyncio.to_thread(speech_sets)
     rows = await measure_default(addr, sets)
+    real = sets["librivox"] + sets["telephone"]
+    rows.update(await asyncio.to_thread(end_of_turn_rows, real))
     for backend in other_backends:
         async with stt_process(backend) as other, grpc.aio.insecure_channel(other) as channel:
             rows.update(await transcribe_rows(stt_pb2_grpc.SttServiceStub(channel), sets))
+    # The default leaves a core to the llm; with both cores (as a dedicated pod has them):
+    two = {"AVATARCHAT_STT_WHISPER_THREADS": "2"}
+    async with stt_process("whisper", **two) as other, grpc.aio.insecure_channel(other) as channel:
+        stub = stt_pb2_grpc.SttServiceStub(channel)
+        for name in ("piper", "librivox"):
+            _, latency = await push_to_talk(stub, sets[name], PCM)
+            label = f"whisper 2 threads, {name} pcm: audio.end to final"
+            rows[f"{label} p50 (ms)"] = round(_percentile(latency, 0.5), 1)
+            rows[f"{label} p95 (ms)"] = round(_percentile(latency, 0.95), 1)
     return rows
 
 

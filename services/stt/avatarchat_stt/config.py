@@ -11,7 +11,8 @@ from avatarchat.cpu import default_threads
 # "local" is the local default, kept as a name for configurations written before whisper.
 BACKENDS = ("whisper", "pocketsphinx", "groq", "local")
 DEFAULT_BACKEND = "whisper"
-END_OF_TURN = ("silence", "smart-turn")
+# "auto": smart-turn when its model file is installed, else silence.
+END_OF_TURN = ("auto", "smart-turn", "silence")
 DEFAULT_GROQ_BASE_URL = "https://api.groq.com"
 DEFAULT_GROQ_MODEL = "whisper-large-v3-turbo"
 
@@ -73,11 +74,13 @@ class SttConfig:
     vad_threshold: float = 0.5
     # Unvoiced audio after speech at which decoding starts early (0: only at the end).
     early_decode_ms: int = 160
-    # Hands-free end of turn: "silence" (silence_ms of it), or "smart-turn" (at silence_ms the
-    # Smart Turn model judges the thought; an unfinished one waits up to turn_max_silence_ms).
-    end_of_turn: str = "silence"
+    # Hands-free end of turn: "silence" (silence_ms of it), or "smart-turn" (after
+    # turn_check_ms of silence the Smart Turn model judges the thought: a complete one ends the
+    # turn, an unfinished one waits for more speech up to turn_max_silence_ms), or "auto".
+    end_of_turn: str = "auto"
     smart_turn_model: str = ""  # "" is where fetch_smart_turn installs it
-    turn_max_silence_ms: int = 2000
+    turn_check_ms: int = 300
+    turn_max_silence_ms: int = 1500
     partial_interval_ms: int = 700
     whisper: WhisperConfig = WhisperConfig()
     pocketsphinx: PocketsphinxConfig = PocketsphinxConfig()
@@ -104,10 +107,11 @@ class SttConfig:
             min_speech_ms=env.int("AVATARCHAT_STT_MIN_SPEECH_MS", 150, min=30, max=5_000),
             vad_threshold=env.float("AVATARCHAT_STT_VAD_THRESHOLD", 0.5, min=0.2, max=0.95),
             early_decode_ms=env.int("AVATARCHAT_STT_EARLY_DECODE_MS", 160, min=0, max=10_000),
-            end_of_turn=env.choice("AVATARCHAT_STT_END_OF_TURN", "silence", END_OF_TURN),
+            end_of_turn=env.choice("AVATARCHAT_STT_END_OF_TURN", "auto", END_OF_TURN),
             smart_turn_model=env.str("AVATARCHAT_STT_SMART_TURN_MODEL", ""),
+            turn_check_ms=env.int("AVATARCHAT_STT_TURN_CHECK_MS", 300, min=90, max=10_000),
             turn_max_silence_ms=env.int(
-                "AVATARCHAT_STT_TURN_MAX_SILENCE_MS", 2000, min=100, max=10_000
+                "AVATARCHAT_STT_TURN_MAX_SILENCE_MS", 1500, min=100, max=10_000
             ),
             partial_interval_ms=env.int(
                 "AVATARCHAT_STT_PARTIAL_INTERVAL_MS", 700, min=0, max=10_000

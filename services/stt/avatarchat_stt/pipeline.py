@@ -46,6 +46,8 @@ _log = log.get("avatarchat_stt.pipeline")
 # Audio is handed to the recogniser at most this much at a time, so an abort takes effect soon.
 MAX_FEED_SAMPLES = TARGET_RATE // 2
 
+# An early decode is skipped when more audio than this is waiting for the recogniser.
+EARLY_DECODE_MAX_BACKLOG_MS = 1000
 # Without VAD the stream is one utterance: a silence that never ends it.
 _NEVER_MS = 1 << 40
 
@@ -238,7 +240,10 @@ class StreamPipeline:
         event = endpointer.push(frame)
         if isinstance(event, SpeechPaused):
             self._held.append(frame)
-            self._recognizer.prefinish()
+            # Far behind the input (a recording sent at once), the early result would be stale
+            # at once; a live stream is at most a partial's decode behind.
+            if self.backlog_ms <= EARLY_DECODE_MAX_BACKLOG_MS:
+                self._recognizer.prefinish()
             return None
         if speaking and endpointer.in_pause:
             self._held.append(frame)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 
+from avatarchat import log
 from avatarchat.errors import InvalidArgument, ServiceError
 from avatarchat.v1 import stt_pb2, stt_pb2_grpc
 from avatarchat_stt.audio_format import TARGET_RATE, Limits, spec_from_proto
@@ -23,6 +24,7 @@ from avatarchat_stt.smart_turn import SmartTurn, default_model_path
 from avatarchat_stt.stream_session import StreamSession, drain
 
 SERVICE_NAME = "avatarchat.v1.SttService"
+_log = log.get("avatarchat_stt.server")
 MIN_SILENCE_MS = 90
 MAX_SILENCE_MS = 10_000
 
@@ -35,16 +37,14 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
         # Hands-free streams run for a whole conversation: a cap on the stream's duration,
         # while each utterance is capped at max_audio_s (see StreamOptions.max_utterance_ms).
         self._hands_free_limits = Limits(max_bytes=1 << 62, max_seconds=config.max_stream_s)
-        self._turn: SmartTurn | None = None
-        if config.end_of_turn == "smart-turn":  # loads the ONNX file (~0.1 s), or ConfigError
-            model = config.smart_turn_model
-            self._turn = SmartTurn(Path(model) if model else default_model_path())
+        self._turn = _smart_turn(config)
 
     def _options(self, *, vad: bool, silence_ms: int = 0) -> StreamOptions:
         config = self._config
         return StreamOptions(
             vad=vad,
-            silence_ms=silence_ms or config.silence_ms,
+            # With Smart Turn the server's silence is where the model is asked.
+            silence_ms=silence_ms or (config.turn_check_ms if self._turn else config.silence_ms),
             min_speech_ms=config.min_speech_ms,
             vad_threshold=config.vad_threshold,
             partial_interval_ms=config.partial_interval_ms,
@@ -108,6 +108,22 @@ class SttServicer(stt_pb2_grpc.SttServiceServicer):
                 f"(or 0 for the server's {self._config.silence_ms} ms), got {silence_ms}"
             )
         return silence_ms
+
+
+def _smart_turn(config: SttConfig) -> SmartTurn | None:
+    """The end-of-turn model that ``AVATARCHAT_STT_END_OF_TURN`` asks for (loads ~0.1 s)."""
+    path = Path(config.smart_turn_model) if config.smart_turn_model else default_model_path()
+    if config.end_of_turn == "silence":
+        return None
+    if config.end_of_turn == "auto" and not path.is_file():
+        _log.warning(
+            "stt.smart_turn_missing",
+            path=str(path),
+            using="silence",
+            fix="python -m avatarchat_stt.fetch_smart_turn",
+        )
+        return None
+    return SmartTurn(path)  # ConfigError if the file is missing
 
 
 async def _first_config(

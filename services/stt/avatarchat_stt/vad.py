@@ -16,8 +16,8 @@ The endpointer turns a frame stream into utterances:
   that window, and a short pre-roll before it is handed to the recogniser with it;
 - a pause is reported once after ``pause_ms`` of unvoiced frames (the recogniser may start
   decoding then), and speech ends after ``silence_ms`` of them; the end is the last voiced frame;
-- with a ``TurnModel`` (Smart Turn), the utterance's last 8 s are judged at ``silence_ms``: a
-  complete thought ends there, an unfinished one waits for more speech until
+- with a ``TurnModel`` (Smart Turn), ``silence_ms`` is where the utterance's last 8 s are
+  judged: a complete thought ends there, an unfinished one waits for more speech until
   ``max_silence_ms``.
 """
 

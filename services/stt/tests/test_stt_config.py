@@ -17,6 +17,11 @@ def test_defaults() -> None:
     assert (config.max_audio_s, config.max_audio_bytes) == (60.0, 15 * 1024 * 1024)
     assert (config.silence_ms, config.min_speech_ms, config.vad_threshold) == (600, 150, 0.5)
     assert (config.early_decode_ms, config.partial_interval_ms) == (160, 700)
+    assert (config.end_of_turn, config.turn_check_ms, config.turn_max_silence_ms) == (
+        "auto",
+        300,
+        1500,
+    )
     assert config.max_streams == 4 and config.max_stream_s == 3600
     assert config.whisper == WhisperConfig(
         model_dir="", threads=default_threads(reserve=1), concurrency=1, beam_size=1

@@ -18,7 +18,9 @@ def smart_turn() -> SmartTurn:
 
 
 def utterances(audio: np.ndarray, turn: SmartTurn | None) -> list[tuple[int, int]]:
-    endpointer = Endpointer(0.5, 600, 150, turn=turn, max_silence_ms=2000)
+    # the service's defaults: the silence rule at 600 ms, or Smart Turn asked at 300 ms
+    silence_ms = 600 if turn is None else 300
+    endpointer = Endpointer(0.5, silence_ms, 150, turn=turn, max_silence_ms=1500)
     spans, start = [], 0
     for frame in Framer().push(audio):
         event = endpointer.push(frame)
@@ -59,3 +61,26 @@ def test_a_pause_mid_sentence_does_not_end_the_turn(smart_turn: SmartTurn) -> No
     assert len(utterances(audio, None)) == 2  # the silence rule cuts the sentence in two
     [(start, end)] = utterances(audio, smart_turn)
     assert end - start > 0.9 * (rec.seconds + 1.0) * 1000 - 600
+
+
+@pytest.mark.parametrize(("end_of_turn", "turns"), [("smart-turn", 1), ("silence", 2)])
+async def test_the_service_waits_for_the_thought_with_smart_turn(
+    start_stt, end_of_turn: str, turns: int
+) -> None:
+    rec = speech_corpus.real_speech("librivox")[2]
+    half = rec.pcm.size // 2
+    audio = np.concatenate(
+        [
+            speech_corpus.silence(0.5, TARGET_RATE),
+            rec.pcm[:half],
+            speech_corpus.silence(1.0, TARGET_RATE),
+            rec.pcm[half:],
+            speech_corpus.silence(2.0, TARGET_RATE),
+        ]
+    )
+    client = await start_stt(end_of_turn=end_of_turn)
+    events = await client.stream(client.requests("pcm", audio.tobytes(), rate=16000, vad=True))
+    finals = client.finals(events)
+    assert len(finals) == turns, finals
+    if turns == 1:
+        assert speech_corpus.word_error_rate([rec.text], finals) <= 0.25

@@ -164,8 +164,8 @@ def _options(**changes: object) -> StreamOptions:
 async def _run_pipeline(
     backend: WhisperBackend, audio: np.ndarray, options: StreamOptions, counting: CountingDecodes
 ) -> tuple[list[stt_pb2.TranscriptEvent], int]:
-    """Streams ``audio`` through a pipeline in 100 ms blocks, lets it catch up as a live stream
-    would, then ends the input. Returns the events and the decodes that ran after the end."""
+    """Streams ``audio`` through a pipeline in 100 ms blocks, as a live stream would, then ends
+    the input. Returns the events and the decodes that ran after the end."""
     recognizer = await backend.open("en")
     done = threading.Event()
     events: list[stt_pb2.TranscriptEvent] = []
@@ -180,8 +180,10 @@ async def _run_pipeline(
     pipeline.start()
     for start in range(0, audio.size, RATE // 10):
         pipeline.put(audio[start : start + RATE // 10])
-    while pipeline.backlog_ms > 0:  # noqa: ASYNC110 - the backlog drains in another thread
-        await asyncio.sleep(0.02)
+        # a live microphone: the next block comes once this one is taken (faster than real
+        # time, never ahead of the pipeline)
+        while pipeline.backlog_ms > 0:  # noqa: ASYNC110 - the backlog drains in another thread
+            await asyncio.sleep(0.005)
     await asyncio.sleep(0.5)  # the last block's VAD and any early decode
     before_end = len(counting.sizes)
     pipeline.finish()

@@ -8,8 +8,9 @@ at start; nothing is ever downloaded.
 Whisper transcribes whole utterances, so a recogniser buffers the utterance and decodes all of
 it each time: for a partial (greedy, at most every ``AVATARCHAT_STT_PARTIAL_INTERVAL_MS`` of
 audio and within ``partial_budget`` of the stream's wall time), at a pause (``prefinish``, the
-final's settings, kept for ``finish`` if no audio follows), and at the end. The encoder pads
-every decode to a 30 s window, so a decode costs about the same for 1 s or 10 s of speech.
+final's settings), and at the end. ``finish`` returns the last decode of the same audio when
+there is one with the final's settings (a pause's, or a greedy partial's with beam 1). The
+encoder pads every decode to a 30 s window, so a decode costs about the same for 1 s or 10 s.
 
 Decodes run on the stream's pipeline thread (never the event loop). At most ``concurrency``
 run at once in the process (CTranslate2 workers over one copy of the model); more wait their
@@ -114,6 +115,8 @@ class WhisperRecognizer(Recognizer):
         took = self._clock() - now
         self._next_partial_at = now + took / budget
         self._partial = text
+        if self._backend.config.beam_size == 1:  # the same decode as a final's: keep it for one
+            self._early = (self._samples, text)
         return text
 
     def prefinish(self) -> None:
