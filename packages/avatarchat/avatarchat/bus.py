@@ -230,6 +230,8 @@ async def _ensure_kv(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
         stream = f"KV_{config.bucket}"
         current = (await js.stream_info(stream)).config
         current.max_age = config.ttl
+        if config.ttl and (current.duplicate_window or 0) > config.ttl:
+            current.duplicate_window = config.ttl  # JetStream's rule, as at creation
         current.num_replicas = config.replicas
         current.description = config.description
         await js.update_stream(current)

@@ -23,14 +23,15 @@ async def test_ensure_resources_is_idempotent_and_updates(nats_server: NatsServe
         await kv.put("s-1", b"[]")
         assert (await kv.get("s-1")).value == b"[]"
 
-        sessions = await bus.ensure_sessions_kv(js, 30, bus.Retention())
-        await bus.ensure_sessions_kv(js, 30, bus.Retention())
+        sessions = await bus.ensure_sessions_kv(js, 300, bus.Retention())
+        await bus.ensure_sessions_kv(js, 300, bus.Retention())
         status = await sessions.status()
-        assert status.bucket == bus.SESSIONS_BUCKET and status.ttl == 30
+        assert status.bucket == bus.SESSIONS_BUCKET and status.ttl == 300
         await sessions.put("s-1", b"{}")
-        # A new TTL (the operator changed it) updates the bucket and keeps what it holds.
-        sessions = await bus.ensure_sessions_kv(js, 60, bus.Retention())
-        assert (await sessions.status()).ttl == 60
+        # A new TTL (the operator changed it) updates the bucket and keeps what it holds, even
+        # one shorter than the duplicate window it was created with.
+        sessions = await bus.ensure_sessions_kv(js, 30, bus.Retention())
+        assert (await sessions.status()).ttl == 30
         assert (await sessions.get("s-1")).value == b"{}"
     finally:
         await nc.drain()
