@@ -182,13 +182,18 @@ async def ensure_events_stream(js: JetStreamContext, retention: Retention) -> No
 
 
 async def ensure_clips_store(js: JetStreamContext, retention: Retention) -> ObjectStore:
-    """The clips object store, created if needed (the avatar's job)."""
-    return await js.create_object_store(
-        CLIPS_BUCKET,
-        config=ObjectStoreConfig(
-            ttl=retention.clips_ttl_s, replicas=retention.replicas, description="avatar clip media"
-        ),
+    """The clips object store, created if needed (the avatar's job); an existing one gets the
+    current TTL and replicas."""
+    config = ObjectStoreConfig(
+        ttl=retention.clips_ttl_s, replicas=retention.replicas, description="avatar clip media"
     )
+    try:
+        return await js.create_object_store(CLIPS_BUCKET, config=config)
+    except BadRequestError:  # exists with another configuration
+        await _update_bucket_stream(
+            js, f"OBJ_{CLIPS_BUCKET}", retention.clips_ttl_s, retention.replicas, config.description
+        )
+        return await js.object_store(CLIPS_BUCKET)
 
 
 async def ensure_history_kv(js: JetStreamContext, retention: Retention) -> KeyValue:
@@ -227,13 +232,21 @@ async def _ensure_kv(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
     try:
         return await js.create_key_value(config)
     except BadRequestError:  # exists with another configuration
-        stream = f"KV_{config.bucket}"
-        current = (await js.stream_info(stream)).config
-        current.max_age = config.ttl
-        if config.ttl and (current.duplicate_window or 0) > config.ttl:
-            current.duplicate_window = config.ttl  # JetStream's rule, as at creation
-        current.num_replicas = config.replicas
-        current.description = config.description
-        await js.update_stream(current)
-        _log.info("nats.bucket_updated", bucket=config.bucket, ttl_s=config.ttl)
+        await _update_bucket_stream(
+            js, f"KV_{config.bucket}", config.ttl, config.replicas, config.description
+        )
         return await js.key_value(config.bucket)
+
+
+async def _update_bucket_stream(
+    js: JetStreamContext, stream: str, ttl_s: float | None, replicas: int, description: str | None
+) -> None:
+    """Gives the stream behind a bucket a new TTL and replica count, keeping its contents."""
+    current = (await js.stream_info(stream)).config
+    current.max_age = ttl_s
+    if ttl_s and (current.duplicate_window or 0) > ttl_s:
+        current.duplicate_window = ttl_s  # JetStream's rule, as at creation
+    current.num_replicas = replicas
+    current.description = description
+    await js.update_stream(current)
+    _log.info("nats.bucket_updated", stream=stream, ttl_s=ttl_s, replicas=replicas)

@@ -18,6 +18,9 @@ async def test_ensure_resources_is_idempotent_and_updates(nats_server: NatsServe
         store = await bus.ensure_clips_store(js, bus.Retention())
         await store.put("c1.wav", b"RIFF")
         assert (await store.get("c1.wav")).data == b"RIFF"
+        store = await bus.ensure_clips_store(js, bus.Retention(clips_ttl_s=600))  # a new TTL
+        assert (await store.status()).ttl == 600
+        assert (await store.get("c1.wav")).data == b"RIFF"
 
         kv = await bus.ensure_history_kv(js, bus.Retention())
         await kv.put("s-1", b"[]")
