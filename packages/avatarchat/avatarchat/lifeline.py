@@ -10,8 +10,11 @@ tests start children with :func:`spawn`. Each child gets:
 
 Both are set by a small Python trampoline that then ``exec``s the real program (the death
 signal survives ``exec``), not by a ``preexec_fn``: running Python between fork and exec in a
-process with gRPC's threads can deadlock or abort the child. The death signal is tied to the
-thread that forked, so spawn from a long-lived thread (the main thread, or the event loop's).
+process with gRPC's threads can deadlock or abort the child.
+
+The kernel ties the death signal to the *thread* that forked, not the process: a child spawned
+from a worker thread (``asyncio.to_thread``) would be killed when that thread ends. So every
+child is forked by one spawner thread that lives as long as the process.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+# One long-lived thread forks every child (see above); it ends only with the interpreter.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifeline-spawner")
 
 _TRAMPOLINE = """
 import ctypes, os, sys
@@ -46,4 +53,5 @@ def spawn(
     """``subprocess.Popen(argv, **popen)`` for a child that dies with this process."""
     if "start_new_session" in popen or "preexec_fn" in popen or "process_group" in popen:
         raise ValueError("spawn() sets the session and the death signal itself")
-    return subprocess.Popen(command(argv, death_signal=death_signal), **popen)
+    argv = command(argv, death_signal=death_signal)
+    return _SPAWNER.submit(subprocess.Popen, argv, **popen).result()

@@ -59,6 +59,28 @@ def test_child_dies_with_its_parent(sig: int) -> None:
         time.sleep(0.02)
 
 
+def test_a_child_spawned_from_a_thread_that_ends_lives_on() -> None:
+    # The kernel's death signal follows the forking thread; lifeline forks on its own thread.
+    import threading
+
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def spawn_then_end() -> None:
+        spawned.append(lifeline.spawn(["sleep", "30"]))
+        time.sleep(1.0)  # the child has set its death signal by now; then this thread ends
+
+    thread = threading.Thread(target=spawn_then_end)
+    thread.start()
+    thread.join()
+    (child,) = spawned
+    try:
+        time.sleep(0.5)
+        assert child.poll() is None, "the child died with the thread that asked for it"
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_spawn_refuses_to_be_told_about_sessions() -> None:
     with pytest.raises(ValueError, match="sets the session"):
         lifeline.spawn(["true"], start_new_session=True)
