@@ -11,6 +11,8 @@ PROTO_STAMP := $(PROTO_OUT)/.generated
 APT_PKGS    := chromium fonts-dejavu-core cmake build-essential curl ca-certificates pocketsphinx-testdata
 # llama.cpp's server, built from source without the AMX path (why: deploy/llama-server/build.sh)
 LLAMA_SERVER := .venv/lib/llama-server/llama-server
+# The default llm model, joined from its pinned chunk packages (services/llm/avatarchat_llm/models.py)
+LLM_MODEL   := .venv/lib/avatarchat-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 export UV_LINK_MODE ?= copy
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
@@ -43,7 +45,10 @@ $(PROTO_STAMP): $(PROTO_SRC) .venv/.synced
 $(LLAMA_SERVER): deploy/llama-server/build.sh | .venv/.synced
 	deploy/llama-server/build.sh $(dir $@)
 
-install: system-deps .venv/.synced $(PROTO_STAMP) $(LLAMA_SERVER) ## Install everything that is missing
+$(LLM_MODEL): uv.lock | .venv/.synced
+	$(PY) -m avatarchat_llm.models assemble
+
+install: system-deps .venv/.synced $(PROTO_STAMP) $(LLAMA_SERVER) $(LLM_MODEL) ## Install everything that is missing
 
 protos: .venv/.synced ## Generate the Python code for protos/ into the avatarchat package
 	@rm -f $(PROTO_STAMP)
