@@ -81,23 +81,24 @@ class TurnController:
         self._submit(self._reset)
 
     async def halt(self, reason: str) -> None:
-        """Drops queued requests, then stops the turn and its clips (resume and teardown)."""
+        """Drops queued requests and stops the reply, for a session change or a takeover.
+
+        The clips already requested are not cancelled: the session goes on (on another socket,
+        or resumed later), and their events wait for it in the stream.
+        """
         while not self._queue.empty():
             self._queue.get_nowait()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._submit(lambda: self._interrupt(reason), done)
+        self._submit(lambda: self._stop_turn(reason, finish_clips=True), done)
         await done
 
     async def close(self) -> None:
         """Stops the running reply and the worker (the socket is gone).
 
-        A turn that has replied only has clip requests left to send: those are let finish (a
-        few milliseconds each), so a resume gets every clip that ``reply.done`` announced.
+        The clip requests of a turn that has replied are let finish, so a resume gets every
+        clip that ``reply.done`` announced.
         """
-        task, turn = self._turn_task, self._turn
-        if task is not None and turn is not None and turn.replied and not task.done():
-            await asyncio.wait({task}, timeout=self._config.rpc_deadline_s)
-        await self._stop_turn("closed", announce=False)
+        await self._stop_turn("closed", announce=False, finish_clips=True)
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.cancel()
@@ -169,11 +170,17 @@ class TurnController:
         await self._stop_turn(reason)
         await self.cancel_pending_clips()
 
-    async def _stop_turn(self, reason: str, *, announce: bool = True) -> None:
+    async def _stop_turn(
+        self, reason: str, *, announce: bool = True, finish_clips: bool = False
+    ) -> None:
+        """Stops the running turn; with ``finish_clips``, a turn that has replied may first
+        send its remaining clip requests (a few milliseconds each)."""
         task, turn = self._turn_task, self._turn
         self._turn_task = self._turn = None
         if task is None or turn is None or task.done():
             return
+        if finish_clips and turn.replied:
+            await asyncio.wait({task}, timeout=self._config.rpc_deadline_s)
         task.cancel()
         await asyncio.wait({task})
         if turn.replied or not announce:

@@ -26,6 +26,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from avatarchat import lifeline
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import (
@@ -327,16 +328,6 @@ def helpers() -> Any:
 
 # --- real service processes, for the scale-out tests ----------------------------------------
 
-# Runs first in the child: SIGTERM when this test process dies (even by SIGKILL), then the
-# service's module in place of this interpreter (the death signal survives exec).
-_DIE_WITH_PARENT = """
-import ctypes, os, signal, sys
-ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(125)
-os.execv(sys.executable, [sys.executable, "-m", sys.argv[2]])
-"""
-
 # What a child may inherit from this process; nothing from a developer's AVATARCHAT_* settings.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
 
@@ -361,10 +352,8 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
         env.update({"AVATARCHAT_LOG_FORMAT": "json", "AVATARCHAT_LOG_LEVEL": "info", **self.env})
-        # No preexec_fn (``lifeline.spawn``): a fork that runs Python in the child while this
-        # process has gRPC threads can abort the child. The child sets its own death signal.
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), self.module],
+        self.proc = lifeline.spawn(  # dies with this test process, even if it is killed
+            [sys.executable, "-m", self.module],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
