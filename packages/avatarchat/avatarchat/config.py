@@ -8,6 +8,7 @@ Tests pass ``environ={...}`` instead of patching ``os.environ``.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,13 +30,13 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def _raw(self, name: str) -> str | None:
+    def _raw(self, name: builtins.str) -> builtins.str | None:
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             return None
         return value.strip()
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self._raw(name)
         if value is None:
             if default is None:
@@ -43,11 +44,11 @@ class Env:
             return default
         return value
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_str(self, name: builtins.str) -> builtins.str | None:
         return self._raw(name)
 
     def int(
-        self, name: str, default: int, *, min: int | None = None, max: int | None = None
+        self, name: builtins.str, default: int, *, min: int | None = None, max: int | None = None
     ) -> int:
         value = self._raw(name)
         if value is None:
@@ -60,7 +61,12 @@ class Env:
         return number
 
     def float(
-        self, name: str, default: float, *, min: float | None = None, max: float | None = None
+        self,
+        name: builtins.str,
+        default: float,
+        *,
+        min: float | None = None,
+        max: float | None = None,
     ) -> float:
         value = self._raw(name)
         if value is None:
@@ -74,7 +80,7 @@ class Env:
         _check_range(name, number, min, max)
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         value = self._raw(name)
         if value is None:
             return default
@@ -85,13 +91,17 @@ class Env:
             return False
         raise ConfigError(f"{name} must be true or false, got {value!r}")
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]
+    ) -> builtins.str:
         value = self.str(name, default).lower()
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def list(
+        self, name: builtins.str, default: tuple[builtins.str, ...] = ()
+    ) -> tuple[builtins.str, ...]:
         """A comma-separated list; blank items are dropped."""
         value = self._raw(name)
         if value is None:

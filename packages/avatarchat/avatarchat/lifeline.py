@@ -53,5 +53,9 @@ def spawn(
     """``subprocess.Popen(argv, **popen)`` for a child that dies with this process."""
     if "start_new_session" in popen or "preexec_fn" in popen or "process_group" in popen:
         raise ValueError("spawn() sets the session and the death signal itself")
-    argv = command(argv, death_signal=death_signal)
-    return _SPAWNER.submit(subprocess.Popen, argv, **popen).result()
+    wrapped = command(argv, death_signal=death_signal)
+
+    def fork() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(wrapped, **popen)
+
+    return _SPAWNER.submit(fork).result()

@@ -83,7 +83,7 @@ class NatsServer:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):
             out.close()
         try:
             wait_for_port(self.port, timeout_s)
