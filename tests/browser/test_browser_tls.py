@@ -19,11 +19,19 @@ from avatarchat.selfsigned import ensure_certificate
 from tests.browser.helpers import SentFrames, launch, screenshot
 
 
+TOKEN = "browser-test-token"
+
+
 @pytest.fixture(scope="module")
 def tls_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     state: Path = tmp_path_factory.mktemp("tls-stack")
     cert, key = ensure_certificate(state / "tls")
-    env = {"AVATARCHAT_EDGE_TLS_CERT": str(cert), "AVATARCHAT_EDGE_TLS_KEY": str(key)}
+    # A name other than localhost is served only with tokens (the DNS-rebinding defence).
+    env = {
+        "AVATARCHAT_EDGE_TLS_CERT": str(cert),
+        "AVATARCHAT_EDGE_TLS_KEY": str(key),
+        "AVATARCHAT_EDGE_TOKENS": TOKEN,
+    }
     stack = Stack(
         state_dir=state, ports={"edge": free_port()}, env=env, services=["edge"], log_prefix=False
     )
@@ -49,10 +57,12 @@ def test_https_page_is_a_secure_context_and_connects_over_wss(
         sent = SentFrames(page)
         sockets: list[str] = []
         page.on("websocket", lambda socket: sockets.append(socket.url))
-        page.goto(f"https://avatarchat.test:{port}/")
+        # How a browser passes its token: in the page's address; the page adds it to /ws.
+        page.goto(f"https://avatarchat.test:{port}/?token={TOKEN}")
         page.wait_for_function("() => window.avatarchat.connected", timeout=20_000)
         assert page.evaluate("() => window.isSecureContext") is True
         assert sockets and sockets[0].startswith(f"wss://avatarchat.test:{port}/ws")
+        assert f"token={TOKEN}" in sockets[0]
         assert sent.wait_for(page, "session.start")["avatar"] is False  # no avatar deployed
         # Only the edge runs: the page says what is missing instead of failing on the mic.
         expect(page.locator("#stage-frame")).to_have_class("stage-frame no-avatar")

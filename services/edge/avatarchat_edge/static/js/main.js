@@ -146,6 +146,7 @@ function main() {
       () => {
         const box = rig.mouthRegion();
         canvas.dataset.mouthRegion = [box.x, box.y, box.w, box.h].join(",");
+        stage.wake(); // draw the avatar now, not at the next idle tick
       },
       (error) => {
         if (report && !rigReported) {
