@@ -89,9 +89,10 @@ class RunningStack:
         gone: dict[int, float] = {}
         while len(gone) < len(pids) and time.monotonic() - start < budget_s + 5:
             self.proc.poll()  # reap the supervisor
+            seen = time.monotonic() - start  # one time per sweep: same sweep, same moment
             for pid in pids:
                 if pid not in gone and not _alive(pid):
-                    gone[pid] = time.monotonic() - start
+                    gone[pid] = seen
             time.sleep(0.02)
         still = [self.children.get(pid, "supervisor") for pid in pids if pid not in gone]
         assert not still, f"still running: {still}\n{self.output()}"

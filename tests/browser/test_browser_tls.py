@@ -18,7 +18,6 @@ from avatarchat.nats_server import free_port
 from avatarchat.selfsigned import ensure_certificate
 from tests.browser.helpers import SentFrames, launch, screenshot
 
-
 TOKEN = "browser-test-token"
 
 

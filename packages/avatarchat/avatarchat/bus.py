@@ -140,8 +140,10 @@ async def close(nc: NATS, timeout_s: float = 1.0) -> None:
         except Exception as exc:  # timed out, or the server went away mid-drain
             _log.warning("nats.drain_failed", error=str(exc) or type(exc).__name__)
     try:
-        await nc.close()
-    except OSError as exc:  # flushing what was buffered for a server that is gone
+        # nats.py's close can wait on its reconnect loop while the server is gone.
+        async with asyncio.timeout(timeout_s):
+            await nc.close()
+    except (OSError, TimeoutError) as exc:  # flushing what was buffered for a gone server
         _log.warning("nats.close_failed", error=str(exc) or type(exc).__name__)
 
 

@@ -136,7 +136,8 @@ class Stack:
         if self.replicas > 1:  # any llm replica may get any turn: history must be shared
             env.setdefault("AVATARCHAT_LLM_HISTORY", "nats")
         # Each service's own graceful stop must fit in the supervisor's STOP_GRACE_S.
-        env.setdefault("AVATARCHAT_SHUTDOWN_GRACE_S", str(STOP_GRACE_S - 1.5))
+        # (a service may spend its grace twice: on in-flight calls, then on its own work queue)
+        env.setdefault("AVATARCHAT_SHUTDOWN_GRACE_S", str(STOP_GRACE_S - 2.5))
         if self.log_prefix and sys.stderr.isatty():
             env.setdefault("AVATARCHAT_LOG_FORMAT", "console")
         env.update(self.env)

@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 import grpc
@@ -263,3 +264,25 @@ async def run_until_signalled(
     _log.info("service.stopping", service=name, grace_s=grace_s)
     await host.stop(grace_s)
     _log.info("service.stopped", service=name)
+    # What is left (closing NATS, pools) should take well under the grace; if it does not,
+    # say where it hangs before the supervisor has to kill the process.
+    faulthandler.dump_traceback_later(max(1.0, grace_s), exit=False)
+
+
+def run(main: Coroutine[Any, Any, None], *, leftovers_s: float = 1.0) -> None:
+    """``asyncio.run(main)``, except that tasks still alive after ``main`` get ``leftovers_s``.
+
+    ``asyncio.run`` cancels what is left and waits for it without a bound; a library task that
+    swallows the cancellation (nats.py's reconnect loop, when the server died first) would keep
+    the process alive past its grace, until the supervisor kills it.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=leftovers_s))
+        loop.close()

@@ -9,6 +9,8 @@ logged and dropped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
@@ -37,8 +39,12 @@ class CancelListener:
 
     async def close(self) -> None:
         sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            await sub.unsubscribe()
+        # Only while connected: an unsubscribe during a reconnect waits for the server, which
+        # may be gone for good at shutdown (closing the connection drops the subscription).
+        if sub is not None and self._nc.is_connected:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await sub.unsubscribe()
 
     async def _on_msg(self, msg: Msg) -> None:
         self.heard += 1

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from contextlib import AsyncExitStack
 
-from avatarchat import log
+from avatarchat import grpc_server, log
 from avatarchat.config import ConfigError
 from avatarchat.grpc_server import run_until_signalled
 
@@ -30,7 +29,7 @@ def main() -> int:
         return 2
     log.configure(config.runtime.log_level, config.runtime.log_format, service="llm")
     try:
-        asyncio.run(serve(config))
+        grpc_server.run(serve(config))
     except OSError as exc:  # e.g. the port is taken
         log.get("avatarchat.llm").error("service.failed", error=str(exc))
         return 1

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 
-from avatarchat import log
+from avatarchat import grpc_server, log
 from avatarchat.config import ConfigError
 from avatarchat.grpc_server import GrpcHost, run_until_signalled
 from avatarchat_stt.backends import create_backend
@@ -47,7 +46,7 @@ def main() -> int:
         silence_ms=config.silence_ms,
     )
     try:
-        asyncio.run(serve(config))
+        grpc_server.run(serve(config))
     except ConfigError as exc:  # e.g. a bad model directory, found when the backend loads
         print(f"avatarchat-stt: configuration error: {exc}", file=sys.stderr)
         return 2
