@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from avatarchat.nats_server import free_port
+from tests.processes import alive
 
 STOP_BUDGET_S = 5.0
 
@@ -34,14 +35,6 @@ def _children(pid: int) -> dict[int, str]:
         if ppid == pid:
             found[int(entry.name)] = cmdline
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class RunningStack:
@@ -91,7 +84,7 @@ class RunningStack:
             self.proc.poll()  # reap the supervisor
             seen = time.monotonic() - start  # one time per sweep: same sweep, same moment
             for pid in pids:
-                if pid not in gone and not _alive(pid):
+                if pid not in gone and not alive(pid):
                     gone[pid] = seen
             time.sleep(0.02)
         still = [self.children.get(pid, "supervisor") for pid in pids if pid not in gone]
@@ -100,7 +93,7 @@ class RunningStack:
 
     def close(self) -> None:
         for pid in [*self.children, self.proc.pid]:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait()
         self.log.close()
@@ -137,7 +130,7 @@ def test_killed_supervisor_takes_its_children_along(stack: RunningStack) -> None
 def test_services_stop_within_their_grace_when_nats_died_first(stack: RunningStack) -> None:
     nats = stack.pid_of("nats-server")
     os.kill(nats, signal.SIGKILL)
-    while _alive(nats):
+    while alive(nats):
         time.sleep(0.01)
     os.killpg(stack.proc.pid, signal.SIGTERM)
     gone = stack.watch_until_gone(STOP_BUDGET_S)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from avatarchat import lifeline
+from tests.processes import alive
 
 # A parent that spawns a long sleeper through lifeline, prints its pid, then waits forever.
 PARENT = """
@@ -21,14 +22,6 @@ child = lifeline.spawn(["sleep", "600"])
 print(child.pid, flush=True)
 time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_child_runs_in_its_own_session_and_execs_the_program() -> None:
@@ -49,12 +42,12 @@ def test_child_dies_with_its_parent(sig: int) -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
-    assert _alive(child)
+    assert alive(child)
     parent.send_signal(sig)
     parent.wait()
     parent.stdout.close()
     deadline = time.monotonic() + 5
-    while _alive(child):
+    while alive(child):
         assert time.monotonic() < deadline, "the child outlived its parent"
         time.sleep(0.02)
 
