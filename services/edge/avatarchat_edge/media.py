@@ -1,9 +1,13 @@
 """``/clips/<id>.wav|.mp4`` and ``/rig/<name>``: objects of the NATS object store over HTTP.
 
-Range requests give 206 with ``Content-Range`` (416 when unsatisfiable), ``ETag`` is the
-object's digest (``If-None-Match`` gives 304), and recently served objects are kept in a small
-LRU cache keyed by the object's unique id, so a browser seeking in a clip does not fetch it from
-NATS again. Clip ids are unguessable, so clips are served without a token, like the web UI.
+aiohttp parses the ``Range`` and ``If-None-Match`` headers (``request.http_range``,
+``request.if_none_match``). A range request gives 206 with ``Content-Range`` (416 when
+unsatisfiable) and reads only the chunks holding its bytes from the store (``object_range``);
+``ETag`` is the object's digest (``If-None-Match`` gives 304, ``If-Range`` with another tag the
+whole object); a HEAD request reads no chunk at all. Whole objects that were served recently
+are kept in a small LRU cache keyed by the object's unique id, and ranges of them are cut from
+it, so a browser seeking in a clip it has played does not fetch it from NATS again. Clip ids
+are unguessable, so clips are served without a token, like the web UI.
 
 The URL layout is the edge's own: ``clip_url`` is the one place that builds a clip's URL (the
 ``clip.*`` frames carry it), and the routes map URLs to object names through ``bus``.
@@ -16,16 +20,20 @@ import mimetypes
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from aiohttp import web
+from aiohttp import ETag, hdrs, web
+from aiohttp.helpers import ETAG_ANY
 from nats.errors import Error as NatsError
+from nats.js.api import ObjectInfo
 from nats.js.errors import NotFoundError
+from nats.js.object_store import ObjectStore
 
 from avatarchat import bus, log
 
-from . import http_range
+from . import object_range
 from .nats_link import NatsLink, NatsUnavailable
+from .object_range import ObjectChanged
 
 _log = log.get("avatarchat.edge.media")
 T = TypeVar("T")
@@ -105,37 +113,45 @@ class MediaRoutes:
             _log.warning("media.unavailable", name=name, error=str(exc) or type(exc).__name__)
             return _problem(503, "the media store is not reachable; try again shortly")
         size = info.size or 0
-        etag = f'"{info.digest or info.nuid}"'
-        headers = {
-            "Accept-Ranges": "bytes",
-            "ETag": etag,
-            "Cache-Control": cache_control,
-            "Content-Type": _content_type(name, info.headers),
-        }
-        if etag in _etags(request.headers.get("If-None-Match")):
-            return web.Response(status=304, headers=headers)
-        range_header = request.headers.get("Range")
-        if_range = request.headers.get("If-Range")
-        if if_range is not None and if_range.strip() != etag:
-            range_header = None  # the client's copy is stale: send it all
+        response = web.Response(
+            headers={
+                "Accept-Ranges": "bytes",
+                "Cache-Control": cache_control,
+                "Content-Type": _content_type(name, info.headers),
+            }
+        )
+        response.etag = info.digest or info.nuid
+        if _matches(response.etag, request.if_none_match):
+            response.set_status(304)
+            return response
+        span = _requested_span(request, response.etag, size)
+        if span is not None and span.start >= span.stop:
+            response.set_status(416)
+            response.headers["Content-Range"] = f"bytes */{size}"
+            return response
+        if request.method == hdrs.METH_HEAD:
+            # No body, so nothing to read: the length is the object's (or the range's).
+            response.headers["Content-Length"] = str(size if span is None else len(span))
+            if span is not None:
+                response.set_status(206)
+                response.headers["Content-Range"] = _content_range(span, size)
+            return response
         try:
-            span = http_range.parse(range_header, size)
-        except http_range.Unsatisfiable:
-            headers["Content-Range"] = f"bytes */{size}"
-            return web.Response(status=416, headers=headers)
-        try:
-            data = await self._data(store, name, info.nuid)
-        except NotFoundError:
+            if span is None:
+                response.body = await self._whole(store, name, info.nuid)
+            else:
+                response.body = await self._part(info, span)
+                response.set_status(206)
+                response.headers["Content-Range"] = _content_range(span, size)
+        except (NotFoundError, ObjectChanged):
             return _problem(404, f"no such object: {name}")
-        except (NatsError, TimeoutError) as exc:
+        except (NatsUnavailable, NatsError, TimeoutError) as exc:
             _log.warning("media.read_failed", name=name, error=str(exc) or type(exc).__name__)
             return _problem(503, "the media store is not reachable; try again shortly")
-        if span is None:
-            return web.Response(body=data, headers=headers)
-        headers["Content-Range"] = span.content_range(size)
-        return web.Response(status=206, body=data[span.start : span.end + 1], headers=headers)
+        return response
 
-    async def _data(self, store: Any, name: str, nuid: str) -> bytes:
+    async def _whole(self, store: ObjectStore, name: str, nuid: str) -> bytes:
+        """The whole object (its digest checked by ``ObjectStore.get``), kept in the cache."""
         cached = self._cache.get(nuid)
         if cached is not None:
             return cached
@@ -144,16 +160,48 @@ class MediaRoutes:
         self._cache.put(nuid, data)
         return data
 
+    async def _part(self, info: ObjectInfo, span: range) -> bytes:
+        """The range from the cache if the whole object is there, else only its chunks."""
+        cached = self._cache.get(info.nuid)
+        if cached is not None:
+            return cached[span.start : span.stop]
+        js = self._link.client_now().jetstream()
+        return await _timed(object_range.read_range(js, info, span.start, span.stop))
+
+
+def _matches(etag: ETag | None, candidates: tuple[ETag, ...] | None) -> bool:
+    """``If-None-Match``: weak comparison, so ``W/"x"`` matches ``"x"``; ``*`` matches all."""
+    if etag is None or not candidates:
+        return False
+    return any(c.value in (ETAG_ANY, etag.value) for c in candidates)
+
+
+def _requested_span(request: web.Request, etag: ETag | None, size: int) -> range | None:
+    """The bytes a ``Range`` request asks for (empty when none exists), or None for all of it.
+
+    A range aiohttp cannot parse (another unit, several ranges, a malformed one) is ignored, as
+    RFC 9110 section 14.2 allows, and so is any range whose ``If-Range`` is not this object's
+    ETag (the client's copy is stale).
+    """
+    if hdrs.RANGE not in request.headers:
+        return None
+    if_range = request.headers.get(hdrs.IF_RANGE)
+    if if_range is not None and (etag is None or if_range.strip() != f'"{etag.value}"'):
+        return None
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return None
+    return range(size)[wanted]
+
+
+def _content_range(span: range, size: int) -> str:
+    return f"bytes {span.start}-{span.stop - 1}/{size}"
+
 
 async def _timed(awaitable: Awaitable[T]) -> T:
     async with asyncio.timeout(NATS_TIMEOUT_S):
         return await awaitable
-
-
-def _etags(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
 
 
 def _content_type(name: str, headers: dict[str, object] | None) -> str:
