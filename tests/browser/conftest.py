@@ -81,7 +81,7 @@ def static_url() -> Iterator[str]:
         "b.wav": tone_wav(0.4, 330),
         "c.wav": tone_wav(0.5, 440),
     }
-    from avatarchat_avatar.rig import export_browser_rig
+    from avatarchat_avatar.rendering.rig import export_browser_rig
 
     StaticHandler.rig = export_browser_rig()
     handler = functools.partial(StaticHandler, directory=str(STATIC))

@@ -17,8 +17,8 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from avatarchat.v1 import events_pb2
-from avatarchat_avatar.compositor import Compositor
-from avatarchat_avatar.motion import Animator
+from avatarchat_avatar.rendering.compositor import Compositor
+from avatarchat_avatar.rendering.motion import Animator
 from tests.browser.helpers import screenshot
 
 DRAW = """

@@ -8,9 +8,8 @@ from contextlib import AsyncExitStack
 from avatarchat import grpc_server, log
 from avatarchat.config import ConfigError
 from avatarchat.grpc_server import run_until_signalled
-
-from .app import AvatarApp
-from .config import AvatarConfig
+from avatarchat_avatar.app import AvatarApp
+from avatarchat_avatar.config import AvatarConfig
 
 
 async def serve(config: AvatarConfig) -> None:

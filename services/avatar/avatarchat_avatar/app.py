@@ -11,25 +11,19 @@ shutdown releases it in reverse order: the pipeline stops first and NATS drains 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-
-import aiohttp
 
 from avatarchat import bus, log
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.v1 import avatar_pb2_grpc
-
-from .cancels import CancelListener
-from .config import AvatarConfig
-from .heartbeat import Heartbeat
-from .pipeline import ClipPipeline
-from .publisher import Publisher
-from .server import SERVICE_NAME, AvatarServicer
-from .speech import SpeechBackend
-from .video import LocalVideo, VideoBackend
+from avatarchat_avatar.backends import registry
+from avatarchat_avatar.cancels import CancelListener
+from avatarchat_avatar.config import AvatarConfig
+from avatarchat_avatar.heartbeat import Heartbeat
+from avatarchat_avatar.pipeline import ClipPipeline
+from avatarchat_avatar.publisher import Publisher
+from avatarchat_avatar.server import SERVICE_NAME, AvatarServicer
 
 _log = log.get("avatarchat.avatar.app")
 
@@ -51,7 +45,7 @@ class AvatarApp:
         )
         self.pipeline: ClipPipeline | None = None
         self.publisher: Publisher | None = None
-        self._http_session: aiohttp.ClientSession | None = None
+        self._resources = registry.Resources(config, stack)
 
     async def load(self) -> None:
         """Connects NATS, prepares the stream and bucket, loads the backends, stores the rig."""
@@ -63,10 +57,9 @@ class AvatarApp:
         store = await bus.ensure_clips_store(js, config.retention)
         self.publisher = Publisher(js, store)
 
-        speech = await self._speech_backend()
-        video = await self._video_backend()
-        warm = video.warm() if isinstance(video, LocalVideo) else asyncio.sleep(0)
-        await asyncio.gather(speech.load(), warm, self._store_rig(self.publisher))
+        speech = registry.speech_backend(config, self._resources)
+        video = registry.video_backend(config, self._resources)
+        await asyncio.gather(speech.load(), video.load(), self._store_rig(self.publisher))
 
         pipeline = ClipPipeline(
             speech=speech,
@@ -99,43 +92,8 @@ class AvatarApp:
             queue_size=config.queue_size,
         )
 
-    async def _http(self) -> aiohttp.ClientSession:
-        """One HTTP client session for the cloud backends, closed with the service."""
-        if self._http_session is None:
-            self._http_session = aiohttp.ClientSession()
-            self._stack.push_async_callback(self._http_session.close)
-        return self._http_session
-
-    async def _speech_backend(self) -> SpeechBackend:
-        if self.config.elevenlabs is not None:
-            from .elevenlabs_tts import ElevenLabsSpeech
-
-            return ElevenLabsSpeech(self.config.elevenlabs, await self._http())
-        from .piper_tts import PiperSpeech
-
-        return PiperSpeech()
-
-    async def _video_backend(self) -> VideoBackend:
-        if self.config.did is not None:
-            from .did import DidVideo
-
-            return DidVideo(self.config.did, await self._http())
-        return LocalVideo(self._render_executor(), workers=self.config.workers)
-
-    def _render_executor(self) -> Executor:
-        workers = self.config.workers
-        executor: Executor
-        if self.config.render_pool == "process":
-            executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        else:
-            executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
-        self._stack.callback(executor.shutdown, wait=False, cancel_futures=True)
-        return executor
-
     async def _store_rig(self, publisher: Publisher) -> None:
-        from .rig import export_browser_rig
+        from avatarchat_avatar.rendering.rig import export_browser_rig
 
         assets = await asyncio.to_thread(export_browser_rig)
         for name, data in assets.items():

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 
 from avatarchat import bus, errors, log
 from avatarchat.v1 import avatar_pb2, events_pb2
-
-from . import publisher as events
-from .ordering import OrderedEvents
-from .publisher import ClipIdentity, Publisher
-from .speech import SpeechBackend
-from .tags import parse_tags
-from .timeline import build_timeline
-from .video import VideoBackend
+from avatarchat_avatar import publisher as events
+from avatarchat_avatar.ordering import OrderedEvents
+from avatarchat_avatar.publisher import ClipIdentity, Publisher
+from avatarchat_avatar.speech import SpeechBackend
+from avatarchat_avatar.timeline.build import build_timeline
+from avatarchat_avatar.timeline.tags import parse_tags
+from avatarchat_avatar.video import VideoBackend
 
 _log = log.get("avatarchat.avatar.pipeline")
 

@@ -13,9 +13,8 @@ import grpc
 
 from avatarchat import errors, log
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
-
-from .pipeline import ClipPipeline
-from .tags import parse_tags
+from avatarchat_avatar.pipeline import ClipPipeline
+from avatarchat_avatar.timeline.tags import parse_tags
 
 _log = log.get("avatarchat.avatar.server")
 

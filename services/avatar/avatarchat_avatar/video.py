@@ -1,15 +1,14 @@
-"""Video backends: turn a clip's speech and timeline into an MP4.
+"""The narrow interface every video backend implements, and what it returns.
 
-- ``LocalVideo`` runs the 2D rig renderer (``render.render_mp4``, CPU-bound) in a thread or
-  process pool, so the event loop keeps serving RPCs and publishing events meanwhile.
-- ``avatarchat_avatar.did.DidVideo`` asks D-ID's talks API for the video instead.
+A backend turns a clip's speech and timeline into an MP4:
+
+- ``avatarchat_avatar.backends.video.local.LocalVideo`` runs the 2D rig renderer;
+- ``avatarchat_avatar.backends.video.did.DidVideo`` asks D-ID's talks API for the video.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,8 +16,7 @@ import av
 
 from avatarchat import errors
 from avatarchat.v1 import events_pb2
-
-from .speech import Speech
+from avatarchat_avatar.speech import Speech
 
 
 @dataclass(frozen=True)
@@ -31,43 +29,17 @@ class RenderedVideo:
 
 
 class VideoBackend(Protocol):
+    """Speech and timeline to an MP4. ``load`` is called once before the first ``render``."""
+
     name: str
+
+    async def load(self) -> None:
+        """Prepares the backend (warms caches, checks settings); heavy work runs off the loop."""
+        ...
 
     async def render(
         self, speech: Speech, timeline: events_pb2.Timeline, text: str
     ) -> RenderedVideo: ...
-
-
-class LocalVideo:
-    """The local rig renderer, run in ``executor`` (a thread or process pool)."""
-
-    name = "local"
-
-    def __init__(self, executor: Executor, workers: int = 1) -> None:
-        self._executor = executor
-        self._workers = workers
-
-    async def warm(self) -> None:
-        """Builds the renderer's layer caches in every pool worker (seconds, once)."""
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _warm_renderer) for _ in range(self._workers))
-        )
-
-    async def render(
-        self, speech: Speech, timeline: events_pb2.Timeline, text: str
-    ) -> RenderedVideo:
-        from .render import render_mp4
-
-        loop = asyncio.get_running_loop()
-        mp4 = await loop.run_in_executor(self._executor, render_mp4, speech, timeline)
-        return await asyncio.to_thread(probe_mp4, mp4)
-
-
-def _warm_renderer() -> None:
-    from .render import compositor
-
-    compositor()
 
 
 def probe_mp4(data: bytes) -> RenderedVideo:

@@ -29,8 +29,8 @@ from avatarchat import bus, errors
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc, events_pb2
 from avatarchat_avatar.app import serving
+from avatarchat_avatar.backends.video.did import DidVideo
 from avatarchat_avatar.config import AvatarConfig, DidConfig
-from avatarchat_avatar.did import DidVideo
 from avatarchat_avatar.speech import Speech
 from avatarchat_avatar.watch import EventWatcher
 

@@ -28,8 +28,8 @@ from avatarchat import errors
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from avatarchat_avatar.app import serving
+from avatarchat_avatar.backends.speech.elevenlabs import ElevenLabsSpeech
 from avatarchat_avatar.config import AvatarConfig, ElevenLabsConfig
-from avatarchat_avatar.elevenlabs_tts import ElevenLabsSpeech
 from avatarchat_avatar.watch import EventWatcher
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

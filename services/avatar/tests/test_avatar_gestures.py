@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 
-from avatarchat_avatar.gestures import GESTURES, Gesture, plan_gestures
-from avatarchat_avatar.motion import MOTIONS
-from avatarchat_avatar.tags import Tag, parse_tags
-from avatarchat_avatar.words import Word
+from avatarchat_avatar.rendering.motion import MOTIONS
+from avatarchat_avatar.timeline.catalogue import GESTURES
+from avatarchat_avatar.timeline.gestures import Gesture, plan_gestures
+from avatarchat_avatar.timeline.tags import Tag, parse_tags
+from avatarchat_avatar.timeline.words import Word
 
 WORD_MS = 400.0
 

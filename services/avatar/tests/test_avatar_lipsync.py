@@ -9,7 +9,9 @@ import itertools
 import numpy as np
 import pytest
 
-from avatarchat_avatar.lipsync import (
+from avatarchat_avatar.backends.speech.piper import PiperSpeech
+from avatarchat_avatar.speech import CharSpan, PhonemeSpan, Speech
+from avatarchat_avatar.timeline.lipsync import (
     MIN_CRITICAL_MS,
     MIN_KEY_MS,
     OPENNESS,
@@ -19,9 +21,7 @@ from avatarchat_avatar.lipsync import (
     smooth,
     viseme_track,
 )
-from avatarchat_avatar.piper_tts import PiperSpeech
-from avatarchat_avatar.speech import CharSpan, PhonemeSpan, Speech
-from avatarchat_avatar.sync_quality import (
+from avatarchat_avatar.timeline.sync_quality import (
     REFERENCE_SENTENCES,
     energy_envelope,
     lipsync_lag_ms,

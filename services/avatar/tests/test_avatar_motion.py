@@ -7,7 +7,7 @@ import math
 import pytest
 
 from avatarchat.v1 import events_pb2
-from avatarchat_avatar.motion import IDLE, LIMITS, MOTIONS, Animator, Motion, envelope
+from avatarchat_avatar.rendering.motion import IDLE, LIMITS, MOTIONS, Animator, Motion, envelope
 
 
 def _animator(gestures: list[tuple[str, int, int, float]], visemes=()) -> Animator:

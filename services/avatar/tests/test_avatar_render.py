@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from avatarchat.v1 import events_pb2
-from avatarchat_avatar.character.geometry import MOUTH_ANCHOR
-from avatarchat_avatar.compositor import Compositor
-from avatarchat_avatar.gestures import GESTURES
-from avatarchat_avatar.lipsync import VISEMES
-from avatarchat_avatar.motion import Animator
-from avatarchat_avatar.piper_tts import PiperSpeech
-from avatarchat_avatar.planes import to_ycbcr
-from avatarchat_avatar.render import compositor, frame_count, render_mp4
+from avatarchat_avatar.backends.speech.piper import PiperSpeech
+from avatarchat_avatar.rendering.character.geometry import MOUTH_ANCHOR
+from avatarchat_avatar.rendering.compositor import Compositor
+from avatarchat_avatar.rendering.motion import Animator
+from avatarchat_avatar.rendering.mp4 import compositor, frame_count, render_mp4
+from avatarchat_avatar.rendering.planes import to_ycbcr
 from avatarchat_avatar.speech import Speech
-from avatarchat_avatar.tags import parse_tags
-from avatarchat_avatar.timeline import build_timeline
+from avatarchat_avatar.timeline.build import build_timeline
+from avatarchat_avatar.timeline.catalogue import GESTURES
+from avatarchat_avatar.timeline.lipsync import VISEMES
+from avatarchat_avatar.timeline.tags import parse_tags
 
 MOUTH = (
     slice(int(MOUTH_ANCHOR[1]) - 20, int(MOUTH_ANCHOR[1]) + 40),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatarchat_avatar.gestures import GESTURES
-from avatarchat_avatar.lipsync import VISEMES
-from avatarchat_avatar.motion import CHANNELS, MOUTH_LEVELS
-from avatarchat_avatar.rig import export_browser_rig
+from avatarchat_avatar.rendering.motion import CHANNELS, MOUTH_LEVELS
+from avatarchat_avatar.rendering.rig import export_browser_rig
+from avatarchat_avatar.timeline.catalogue import GESTURES
+from avatarchat_avatar.timeline.lipsync import VISEMES
 
 
 @pytest.fixture(scope="module")

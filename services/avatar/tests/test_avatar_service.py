@@ -20,7 +20,7 @@ from avatarchat import bus
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from avatarchat_avatar.app import AvatarApp, serving
 from avatarchat_avatar.config import AvatarConfig
-from avatarchat_avatar.rig import export_browser_rig
+from avatarchat_avatar.rendering.rig import export_browser_rig
 from avatarchat_avatar.watch import EventWatcher
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avatarchat.errors import InvalidArgument
-from avatarchat_avatar.piper_tts import PiperSpeech
+from avatarchat_avatar.backends.speech.piper import PiperSpeech
 from avatarchat_avatar.speech import PhonemeSpan, Speech, SpeechBackend
 
 

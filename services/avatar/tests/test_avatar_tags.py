@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from avatarchat_avatar.gestures import GESTURES
-from avatarchat_avatar.tags import Tag, gesture_for, parse_tags
+from avatarchat_avatar.timeline.catalogue import GESTURES
+from avatarchat_avatar.timeline.tags import Tag, gesture_for, parse_tags
 
 
 def test_issue_example() -> None:

@@ -8,13 +8,13 @@ import itertools
 import numpy as np
 import pytest
 
-from avatarchat_avatar.gestures import GESTURES
-from avatarchat_avatar.lipsync import VISEMES
-from avatarchat_avatar.piper_tts import PiperSpeech
+from avatarchat_avatar.backends.speech.piper import PiperSpeech
 from avatarchat_avatar.speech import CharSpan, PhonemeSpan, Speech
-from avatarchat_avatar.tags import parse_tags
-from avatarchat_avatar.timeline import build_timeline, viseme_spans
-from avatarchat_avatar.words import word_timings
+from avatarchat_avatar.timeline.build import build_timeline, viseme_spans
+from avatarchat_avatar.timeline.catalogue import GESTURES
+from avatarchat_avatar.timeline.lipsync import VISEMES
+from avatarchat_avatar.timeline.tags import parse_tags
+from avatarchat_avatar.timeline.words import word_timings
 
 
 def _phoneme_speech(text: str, phonemes: list[str], ms: float = 50.0) -> Speech:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PIL import Image
 
-from avatarchat_avatar.character import palette as c
-from avatarchat_avatar.character.geometry import (
+from avatarchat_avatar.rendering.character import palette as c
+from avatarchat_avatar.rendering.character.geometry import (
     CANVAS,
     FOREARM_LENGTH,
     FOREARM_WIDTH,
@@ -15,7 +15,13 @@ from avatarchat_avatar.character.geometry import (
     UPPER_ARM_LENGTH,
     UPPER_ARM_WIDTH,
 )
-from avatarchat_avatar.character.sketch import Point, Sketch, mirror, smooth_closed, smooth_open
+from avatarchat_avatar.rendering.character.sketch import (
+    Point,
+    Sketch,
+    mirror,
+    smooth_closed,
+    smooth_open,
+)
 
 UPPER_ARM_SIZE = (72, 150)
 UPPER_ARM_PIVOT = (36.0, 30.0)

@@ -18,9 +18,9 @@ from pathlib import Path
 import av
 
 from avatarchat.v1 import events_pb2
-from avatarchat_avatar.character.geometry import CANVAS, FPS
-from avatarchat_avatar.compositor import Compositor
-from avatarchat_avatar.motion import Animator
+from avatarchat_avatar.rendering.character.geometry import CANVAS, FPS
+from avatarchat_avatar.rendering.compositor import Compositor
+from avatarchat_avatar.rendering.motion import Animator
 from avatarchat_avatar.speech import Speech
 
 AUDIO_BITRATE = 64_000

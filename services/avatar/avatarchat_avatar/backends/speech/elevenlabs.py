@@ -23,9 +23,8 @@ import av
 import numpy as np
 
 from avatarchat import errors, log
-
-from .config import ElevenLabsConfig
-from .speech import CharSpan, Speech
+from avatarchat_avatar.config import ElevenLabsConfig
+from avatarchat_avatar.speech import CharSpan, Speech
 
 _log = log.get("avatarchat.avatar.elevenlabs")
 

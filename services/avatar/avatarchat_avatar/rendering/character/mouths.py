@@ -12,10 +12,10 @@ from dataclasses import dataclass, fields, replace
 
 from PIL import Image
 
-from avatarchat_avatar.character import palette as c
-from avatarchat_avatar.character.geometry import MOUTH_ANCHOR_IN_SPRITE, MOUTH_SIZE
-from avatarchat_avatar.character.sketch import Point, Sketch, smooth_open
-from avatarchat_avatar.lipsync import OPENNESS, VISEMES
+from avatarchat_avatar.rendering.character import palette as c
+from avatarchat_avatar.rendering.character.geometry import MOUTH_ANCHOR_IN_SPRITE, MOUTH_SIZE
+from avatarchat_avatar.rendering.character.sketch import Point, Sketch, smooth_open
+from avatarchat_avatar.timeline.lipsync import OPENNESS, VISEMES
 
 MAX_OPEN_PX = 28.0
 LEVELS: tuple[float, ...] = (0.5, 0.75, 1.0)

@@ -12,8 +12,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from avatarchat_avatar.graphemes import grapheme_visemes
 from avatarchat_avatar.speech import PhonemeSpan, Speech
+from avatarchat_avatar.timeline.graphemes import grapheme_visemes
 
 VISEMES: tuple[str, ...] = (
     "sil",

@@ -17,10 +17,8 @@ from typing import Any
 
 from PIL import Image
 
-from avatarchat_avatar.character import body, face, geometry, mouths
-from avatarchat_avatar.gestures import DURATION_MS, GESTURES
-from avatarchat_avatar.lipsync import OPENNESS, VISEMES
-from avatarchat_avatar.motion import (
+from avatarchat_avatar.rendering.character import body, face, geometry, mouths
+from avatarchat_avatar.rendering.motion import (
     EYES_CLOSED_FROM,
     EYES_HALF_FROM,
     HAND_MIN_WEIGHT,
@@ -30,6 +28,8 @@ from avatarchat_avatar.motion import (
     MOUTH_LEVELS,
     SMILE_FROM,
 )
+from avatarchat_avatar.timeline.catalogue import DURATION_MS, GESTURES
+from avatarchat_avatar.timeline.lipsync import OPENNESS, VISEMES
 
 ARMS = ("arm_r", "arm_l")
 EYE_STATES = ("open", "half", "closed")

@@ -11,7 +11,7 @@ Rules (each is one function below, documented in docs/timeline.md):
   and explanation phrases ("for example", "such as", "there are") get open hands;
 - positive words ("great", "glad", "thanks") get a smile;
 - blinks are planned all the time (breathing and small head motion are procedural, see
-  :mod:`avatarchat_avatar.motion`).
+  :mod:`avatarchat_avatar.rendering.motion`).
 
 Inline tags win over rules when they compete for the same arm or for the head.
 """
@@ -21,70 +21,11 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from avatarchat_avatar.gesture_rules import RULES, Cue, tagged
-
-if TYPE_CHECKING:
-    from avatarchat_avatar.tags import Tag
-    from avatarchat_avatar.words import Word
-
-COUNT_GESTURES = tuple(f"count_{n}" for n in range(1, 6))
-GESTURES: tuple[str, ...] = (
-    "wave",
-    "nod",
-    "shake",
-    "head_tilt",
-    "brow_raise",
-    "beat",
-    *COUNT_GESTURES,
-    "open_hands",
-    "shrug",
-    "smile",
-    "blink",
-)
-"""Every gesture name a timeline may contain."""
-
-DURATION_MS: dict[str, float] = {
-    "wave": 1500,
-    "nod": 700,
-    "shake": 900,
-    "head_tilt": 1400,
-    "brow_raise": 700,
-    "beat": 550,
-    **dict.fromkeys(COUNT_GESTURES, 800.0),
-    "open_hands": 1300,
-    "shrug": 1300,
-    "smile": 2000,
-    "blink": 160,
-}
-"""Default length of each gesture."""
-
-LEAD_MS: dict[str, float] = {
-    "wave": 250,
-    "nod": 120,
-    "shake": 120,
-    "head_tilt": 150,
-    "brow_raise": 100,
-    "beat": 180,
-    **dict.fromkeys(COUNT_GESTURES, 250.0),
-    "open_hands": 250,
-    "shrug": 200,
-    "smile": 250,
-    "blink": 0,
-}
-"""How long before its word a gesture starts, so that its stroke lands on the word."""
-
-CHANNELS: dict[str, tuple[str, ...]] = {
-    "wave": ("arm_r",),
-    "beat": ("arm_r",),
-    **dict.fromkeys(COUNT_GESTURES, ("arm_l",)),
-    "open_hands": ("arm_l", "arm_r"),
-    "shrug": ("arm_l", "arm_r"),
-    "nod": ("head",),
-    "shake": ("head",),
-}
-"""Body parts a gesture needs alone; two gestures on one channel may not overlap."""
+from avatarchat_avatar.timeline.catalogue import CHANNELS, COUNT_GESTURES, DURATION_MS, LEAD_MS
+from avatarchat_avatar.timeline.gesture_rules import RULES, Cue, tagged
+from avatarchat_avatar.timeline.tags import Tag
+from avatarchat_avatar.timeline.words import Word
 
 RULE_PRIORITY = ("wave", *COUNT_GESTURES, "shrug", "open_hands", "nod", "shake", "beat")
 OVERLAP_MARGIN_MS = 80.0

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from avatarchat.v1 import events_pb2
-from avatarchat_avatar.gestures import COUNT_GESTURES, GESTURES
-from avatarchat_avatar.lipsync import VISEMES
+from avatarchat_avatar.timeline.catalogue import COUNT_GESTURES, GESTURES
+from avatarchat_avatar.timeline.lipsync import VISEMES
 
 CHANNELS: tuple[str, ...] = (
     "body.dy",

@@ -22,10 +22,9 @@ import aiohttp
 
 from avatarchat import errors, log
 from avatarchat.v1 import events_pb2
-
-from .config import DidConfig
-from .speech import Speech
-from .video import RenderedVideo, probe_mp4
+from avatarchat_avatar.config import DidConfig
+from avatarchat_avatar.speech import Speech
+from avatarchat_avatar.video import RenderedVideo, probe_mp4
 
 _log = log.get("avatarchat.avatar.did")
 
@@ -39,6 +38,10 @@ class DidVideo:
     def __init__(self, config: DidConfig, session: aiohttp.ClientSession) -> None:
         self._config = config
         self._session = session
+
+    async def load(self) -> None:
+        """Nothing to load: the first clip reaches the API."""
+        _log.info("did.ready", base_url=self._config.base_url)
 
     async def render(
         self, speech: Speech, timeline: events_pb2.Timeline, text: str

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from avatarchat_avatar.lipsync import PAUSES
 from avatarchat_avatar.speech import Speech
+from avatarchat_avatar.timeline.lipsync import PAUSES
 
 SNAP_MS = 90.0
 """A proportional boundary this close to a spoken word boundary moves onto it."""

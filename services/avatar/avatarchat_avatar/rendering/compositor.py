@@ -4,7 +4,7 @@ Everything a frame needs that depends on a continuous value is quantised and cac
 background with the torso (and the arms while they rest) per quarter pixel of breathing, and
 every rotated sprite per rotation step (0.2 degrees for the head, 1 degree for the smaller parts).
 A frame is then a copy of a cached base, a handful of blends of cached sprites straight into
-YUV planes (:mod:`avatarchat_avatar.planes`), and no colour conversion.
+YUV planes (:mod:`avatarchat_avatar.rendering.planes`), and no colour conversion.
 
 Positions are rounded to whole pixels; the browser rig draws at fractional positions, which is
 the only difference between the two.
@@ -18,10 +18,10 @@ import math
 import numpy as np
 from PIL import Image
 
-from avatarchat_avatar.character import body, face, geometry
-from avatarchat_avatar.motion import Pose
-from avatarchat_avatar.planes import TRANSPARENT, PlanarFrame, PlanarSprite, to_ycbcr
-from avatarchat_avatar.rig import ARMS, MouthKey, Rig, load_rig
+from avatarchat_avatar.rendering.character import body, face, geometry
+from avatarchat_avatar.rendering.motion import Pose
+from avatarchat_avatar.rendering.planes import TRANSPARENT, PlanarFrame, PlanarSprite, to_ycbcr
+from avatarchat_avatar.rendering.rig import ARMS, MouthKey, Rig, load_rig
 
 BREATH_STEP_PX = 0.25
 HEAD_STEP_DEG = 0.2

@@ -6,8 +6,8 @@ import math
 
 from PIL import Image
 
-from avatarchat_avatar.character import palette as c
-from avatarchat_avatar.character.geometry import (
+from avatarchat_avatar.rendering.character import palette as c
+from avatarchat_avatar.rendering.character.geometry import (
     BROWS_BOX,
     CHEEK_CENTERS,
     EYE_CENTERS,
@@ -16,7 +16,7 @@ from avatarchat_avatar.character.geometry import (
     HEAD_BOX,
     NOSE_CENTER,
 )
-from avatarchat_avatar.character.sketch import (
+from avatarchat_avatar.rendering.character.sketch import (
     Point,
     Sketch,
     mirror,

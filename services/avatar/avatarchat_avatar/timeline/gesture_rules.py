@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from avatarchat_avatar.tags import Tag
-    from avatarchat_avatar.words import Word
+from avatarchat_avatar.timeline.tags import Tag
+from avatarchat_avatar.timeline.words import Word
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from avatarchat_avatar.gestures import GESTURES
+from avatarchat_avatar.timeline.catalogue import GESTURES
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from avatarchat_avatar.lipsync import VisemeSpan, openness
+from avatarchat_avatar.timeline.lipsync import VisemeSpan, openness
 
 RATE_HZ = 100
 WINDOW_MS = 30
