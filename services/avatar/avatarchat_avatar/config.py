@@ -62,12 +62,11 @@ class ElevenLabsConfig:
 
 @dataclass(frozen=True)
 class DidConfig:
-    """``AVATARCHAT_AVATAR_VIDEO=did``: video from D-ID's talks API."""
+    """``AVATARCHAT_AVATAR_VIDEO=did``: video from D-ID's talks API, fed our own speech."""
 
     api_key: str = field(repr=False)
     base_url: str
     source_url: str
-    voice: str
     poll_initial_s: float
     poll_max_s: float
     timeout_s: float
@@ -87,7 +86,6 @@ class DidConfig:
             api_key=api_key,
             base_url=_url(env, "AVATARCHAT_DID_BASE_URL", "https://api.d-id.com"),
             source_url=source_url,
-            voice=env.str("AVATARCHAT_DID_VOICE", "en-US-JennyNeural"),
             poll_initial_s=poll_initial_s,
             poll_max_s=env.float("AVATARCHAT_DID_POLL_MAX_S", 5.0, min=poll_initial_s, max=300),
             timeout_s=env.float("AVATARCHAT_DID_TIMEOUT_S", 180.0, min=1, max=3600),

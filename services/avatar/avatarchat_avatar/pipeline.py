@@ -266,7 +266,7 @@ class ClipPipeline:
         )
         if record.speech_only:
             return
-        video = await self.video.render(speech, timeline, spoken)
+        video = await self.video.render(speech, timeline)
         await self._publisher.put(bus.clip_object(record.clip_id, "mp4"), video.mp4)
         record.status = Status.CLIP_STATUS_READY
         event = events.clip_ready(

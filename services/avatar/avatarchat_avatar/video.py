@@ -37,9 +37,9 @@ class VideoBackend(Protocol):
         """Prepares the backend (warms caches, checks settings); heavy work runs off the loop."""
         ...
 
-    async def render(
-        self, speech: Speech, timeline: events_pb2.Timeline, text: str
-    ) -> RenderedVideo: ...
+    async def render(self, speech: Speech, timeline: events_pb2.Timeline) -> RenderedVideo:
+        """The clip's MP4; its audio is ``speech``, its animation follows ``timeline``."""
+        ...
 
 
 def probe_mp4(data: bytes) -> RenderedVideo:

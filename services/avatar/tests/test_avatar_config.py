@@ -115,12 +115,10 @@ def test_did_settings_and_secret_not_in_repr() -> None:
         {
             "AVATARCHAT_AVATAR_VIDEO": "did",
             "DID_API_KEY": "dXNlcg==:very-secret",
-            "AVATARCHAT_DID_VOICE": "en-GB-SoniaNeural",
             "AVATARCHAT_DID_SOURCE_URL": "https://example.org/face.png",
         }
     )
     assert config.did is not None
     assert config.did.base_url == "https://api.d-id.com"
-    assert config.did.voice == "en-GB-SoniaNeural"
     assert config.did.source_url == "https://example.org/face.png"
     assert "very-secret" not in repr(config)

@@ -1,16 +1,27 @@
 """The D-ID video backend against a local fake of D-ID's talks API.
 
-The fake follows the documented API: ``POST /talks`` (Basic auth, ``source_url`` and a text
-``script`` with a Microsoft voice) answers 201 with ``{"id", "object": "talk", "status":
-"created"}``; ``GET /talks/{id}`` moves through ``created`` → ``started`` → ``done`` (with
-``result_url`` and ``duration``), or ends in ``error`` / ``rejected``; errors are
-``{"kind", "description"}`` bodies with 401, 402 (insufficient credits) and 429.
+The fake follows the documented API:
+
+- ``POST /audios`` (Basic auth, multipart/form-data with the file in field ``audio``, an audio
+  or video mime type, an optional filename of up to 50 ``[A-Za-z0-9._-]`` characters) stores
+  the file and answers with its ``url`` (``s3://…``), ``id`` and ``duration`` in seconds. Real
+  D-ID keeps a 16 kHz WAV copy; the fake keeps the bytes it received, so a test can compare
+  them with the speech we synthesised.
+- ``POST /talks`` (``source_url`` and a ``script``: ``{"type": "audio", "audio_url"}`` with a
+  URL from ``/audios``, or ``{"type": "text", "input"}``) answers 201 with ``{"id", "object":
+  "talk", "status": "created"}``.
+- ``GET /talks/{id}`` moves through ``created`` → ``started`` → ``done`` (with ``result_url``
+  and ``duration``), or ends in ``error`` / ``rejected``.
+- Errors are ``{"kind", "description"}`` bodies with 400, 401, 402 (insufficient credits) and
+  429.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import re
+import wave
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -70,15 +81,18 @@ MP4 = _talking_head_mp4()
 @dataclass
 class FakeDid:
     base_url: str = ""
-    mode: str = "ok"  # ok | error | rejected | stuck | 401 | 402 | 429 | poll-429-once
+    # ok | error | rejected | stuck | 401 | 402 | 429 | poll-429-once | upload-400 | upload-no-url
+    mode: str = "ok"
     talks: dict[str, dict] = field(default_factory=dict)
     created: list[dict] = field(default_factory=list)
+    audios: dict[str, bytes] = field(default_factory=dict)  # url -> the bytes uploaded
     polls: int = 0
     download_auth: list[str | None] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=itertools.count)
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_post("/audios", self.upload)
         app.router.add_post("/talks", self.create)
         app.router.add_get("/talks/{talk_id}", self.get)
         app.router.add_get("/results/{name}", self.result)
@@ -86,6 +100,32 @@ class FakeDid:
 
     def _authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Basic {KEY}"
+
+    async def upload(self, request: web.Request) -> web.Response:
+        if not self._authorised(request) or self.mode == "401":
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        if not request.content_type.startswith("multipart/form-data"):
+            return _validation_error("the audio must be sent as multipart/form-data")
+        form = await request.post()
+        audio = form.get("audio")
+        if not isinstance(audio, web.FileField):
+            return _validation_error("the form has no audio file")
+        if not audio.content_type.startswith(("audio/", "video/")):
+            return _validation_error(f"unsupported mime type {audio.content_type}")
+        if audio.filename and not re.fullmatch(r"[A-Za-z0-9._-]{1,50}", audio.filename):
+            return _validation_error("invalid filename")
+        if self.mode == "upload-400":
+            return _validation_error("the audio is too long")
+        data = audio.file.read()
+        with wave.open(io.BytesIO(data)) as wav:
+            duration = wav.getnframes() / wav.getframerate()
+        audio_id = f"aud_{next(self._ids)}"
+        url = f"s3://d-id-audios-prod/test/{audio_id}/{audio.filename or 'audio.wav'}"
+        self.audios[url] = data
+        answer = {"id": audio_id, "duration": duration, "moderation_metadata": {}}
+        if self.mode != "upload-no-url":
+            answer["url"] = url
+        return web.json_response(answer, status=201)
 
     async def create(self, request: web.Request) -> web.Response:
         if not self._authorised(request) or self.mode == "401":
@@ -102,11 +142,12 @@ class FakeDid:
             )
         body = await request.json()
         script = body.get("script", {})
-        if not body.get("source_url") or script.get("type") != "text" or not script.get("input"):
-            return web.json_response(
-                {"kind": "ValidationError", "description": "Failed to validate script"},
-                status=400,
-            )
+        if script.get("type") == "audio":
+            valid = script.get("audio_url") in self.audios
+        else:
+            valid = script.get("type") == "text" and bool(script.get("input"))
+        if not body.get("source_url") or not valid:
+            return _validation_error("Failed to validate script")
         self.created.append(body)
         talk_id = f"tlk_{next(self._ids)}"
         self.talks[talk_id] = {"id": talk_id, "object": "talk", "status": "created", "polls": 0}
@@ -150,6 +191,10 @@ class FakeDid:
         return web.Response(body=MP4, content_type="video/mp4")
 
 
+def _validation_error(description: str) -> web.Response:
+    return web.json_response({"kind": "ValidationError", "description": description}, status=400)
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeDid]:
     fake = FakeDid()
@@ -164,6 +209,7 @@ async def fake() -> AsyncIterator[FakeDid]:
 def reset(fake: FakeDid) -> None:
     fake.mode = "ok"
     fake.created.clear()
+    fake.audios.clear()
     fake.download_auth.clear()
     fake.polls = 0
 
@@ -173,7 +219,6 @@ def did_config(base_url: str, **overrides) -> DidConfig:
         "api_key": KEY,
         "base_url": base_url,
         "source_url": SOURCE,
-        "voice": "en-US-JennyNeural",
         "poll_initial_s": 0.01,
         "poll_max_s": 0.05,
         "timeout_s": 10.0,
@@ -182,30 +227,57 @@ def did_config(base_url: str, **overrides) -> DidConfig:
     return DidConfig(**values)
 
 
-async def render(cfg: DidConfig, text: str = "Hello from D-ID."):
-    speech = Speech(pcm=np.zeros(2205, np.int16), sample_rate=22050, text=text)
+def _speech(text: str = "Hello from D-ID.") -> Speech:
+    """Half a second of a gliding tone: distinct samples, so a changed byte would show."""
+    t = np.arange(11025) / 22050
+    pcm = (np.sin(2 * np.pi * (220 + 200 * t) * t) * 12000).astype(np.int16)
+    return Speech(pcm=pcm, sample_rate=22050, text=text)
+
+
+async def render(cfg: DidConfig, speech: Speech | None = None):
     async with aiohttp.ClientSession() as session:
-        return await DidVideo(cfg, session).render(speech, events_pb2.Timeline(), text)
+        return await DidVideo(cfg, session).render(speech or _speech(), events_pb2.Timeline())
 
 
-async def test_talk_is_created_polled_and_downloaded(fake: FakeDid) -> None:
-    video = await render(did_config(fake.base_url))
+def _samples(wav_bytes: bytes) -> tuple[int, np.ndarray]:
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        return wav.getframerate(), np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
+
+
+async def test_talk_speaks_our_audio_and_is_polled_and_downloaded(fake: FakeDid) -> None:
+    speech = _speech()
+    video = await render(did_config(fake.base_url), speech)
     assert video.mp4 == MP4
     assert (video.fps, video.width, video.height) == (25, 64, 64)
     assert video.duration_ms == pytest.approx(1200, abs=40)
+    [(audio_url, uploaded)] = fake.audios.items()
     assert fake.created == [
         {
             "source_url": SOURCE,
-            "script": {
-                "type": "text",
-                "input": "Hello from D-ID.",
-                "provider": {"type": "microsoft", "voice_id": "en-US-JennyNeural"},
-            },
+            "script": {"type": "audio", "audio_url": audio_url},
             "config": {"result_format": "mp4"},
         }
     ]
+    assert uploaded == speech.wav_bytes()  # our voice, byte for byte
+    rate, samples = _samples(uploaded)
+    assert rate == speech.sample_rate and np.array_equal(samples, speech.pcm)
     assert fake.polls == 3  # created, started, done
     assert fake.download_auth == [None]  # the key never goes to the result URL
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "message"),
+    [
+        ("upload-400", errors.InvalidArgument, "uploading the audio: ValidationError"),
+        ("upload-no-url", errors.Unavailable, "has no url"),
+    ],
+)
+async def test_a_failed_upload_creates_no_talk(fake: FakeDid, mode, error, message) -> None:
+    fake.mode = mode
+    with pytest.raises(error, match=message):
+        await render(did_config(fake.base_url))
+    assert fake.created == []
 
 
 @pytest.mark.parametrize(
@@ -283,11 +355,13 @@ async def test_service_with_did_video(fake: FakeDid, nats_server) -> None:
             failed = await watcher.wait_terminal(broke.clip_id, timeout_s=60)
         store = await nc.jetstream().object_store(bus.CLIPS_BUCKET)
         stored = (await store.get(bus.clip_object(ok.clip_id, "mp4"))).data
+        wav = (await store.get(bus.clip_object(ok.clip_id, "wav"))).data
 
     assert [r.kind for r in watcher.of_clip(ok.clip_id)] == ["speech_ready", "clip_ready"]
     assert done.event.clip_ready.fps == 25
     assert stored == MP4
-    assert fake.created[0]["script"]["input"] == "Nice to meet you."
+    # D-ID was given the very audio that speech-ready announced (clip.speech at the edge).
+    assert fake.audios[fake.created[0]["script"]["audio_url"]] == wav
     assert [r.kind for r in watcher.of_clip(broke.clip_id)] == ["speech_ready", "clip_failed"]
     assert failed.event.clip_failed.code == "RESOURCE_EXHAUSTED"
     assert "credits" in failed.event.clip_failed.reason

@@ -55,7 +55,7 @@ async def test_an_unknown_name_is_a_config_error() -> None:
     config = dataclasses.replace(AvatarConfig.from_env({}), video="blender")
     async with AsyncExitStack() as stack:
         resources = registry.Resources(config, stack)
-        with pytest.raises(ConfigError, match="AVATARCHAT_AVATAR_VIDEO='blender'.*local, did"):
+        with pytest.raises(ConfigError, match=r"AVATARCHAT_AVATAR_VIDEO='blender'.*local, did"):
             registry.video_backend(config, resources)
 
 

@@ -1,10 +1,12 @@
-"""D-ID video: the talks API (``POST /talks``, then ``GET /talks/{id}`` until it is done).
+"""D-ID video: the talks API, fed the speech we synthesised.
 
-The talk is created from the configured presenter image (``AVATARCHAT_DID_SOURCE_URL``) and a
-text script spoken by a Microsoft voice (``AVATARCHAT_DID_VOICE``); D-ID synthesises the
-speech in the video itself. The service polls with exponential backoff until the talk is
-``done``, ``error`` or ``rejected``, downloads ``result_url`` and returns the MP4, which the
-pipeline copies into the object store before publishing clip-ready.
+The clip's audio (the same WAV that *speech-ready* announces) is uploaded with ``POST /audios``
+(multipart, field ``audio``); D-ID answers with the stored file's ``url``. The talk is created
+from the configured presenter image (``AVATARCHAT_DID_SOURCE_URL``) and an audio script
+``{"type": "audio", "audio_url": url}``, so the video speaks with our voice and our timing
+instead of re-voicing the text. The service polls ``GET /talks/{id}`` with exponential backoff
+until the talk is ``done``, ``error`` or ``rejected``, downloads ``result_url`` and returns the
+MP4, which the pipeline copies into the object store before publishing clip-ready.
 
 Authentication is D-ID's documented ``Authorization: Basic <DID_API_KEY>``, with the key sent
 exactly as the D-ID Studio shows it; it is never logged, and never sent to ``result_url``
@@ -43,12 +45,12 @@ class DidVideo:
         """Nothing to load: the first clip reaches the API."""
         _log.info("did.ready", base_url=self._config.base_url)
 
-    async def render(
-        self, speech: Speech, timeline: events_pb2.Timeline, text: str
-    ) -> RenderedVideo:
+    async def render(self, speech: Speech, timeline: events_pb2.Timeline) -> RenderedVideo:
+        wav = await asyncio.to_thread(speech.wav_bytes)
         try:
             async with asyncio.timeout(self._config.timeout_s):
-                talk_id = await self._create(text)
+                audio_url = await self._upload(wav)
+                talk_id = await self._create(audio_url)
                 talk = await self._wait(talk_id)
                 data = await self._download(str(talk["result_url"]))
         except TimeoutError as exc:
@@ -71,14 +73,23 @@ class DidVideo:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Basic {self._config.api_key}", "Accept": "application/json"}
 
-    async def _create(self, text: str) -> str:
+    async def _upload(self, wav: bytes) -> str:
+        """Stores the clip's audio with D-ID; returns the URL a talk's script refers to."""
+        form = aiohttp.FormData()
+        form.add_field("audio", wav, filename="clip.wav", content_type="audio/wav")
+        status, payload = await self._call("POST", "/audios", data=form)
+        if status not in (200, 201):
+            raise _status_error(status, payload, "uploading the audio")
+        url = payload.get("url") if isinstance(payload, dict) else None
+        if not isinstance(url, str) or not url:
+            raise errors.Unavailable("D-ID stored the audio but its answer has no url")
+        _log.info("did.audio_uploaded", bytes=len(wav))
+        return url
+
+    async def _create(self, audio_url: str) -> str:
         body = {
             "source_url": self._config.source_url,
-            "script": {
-                "type": "text",
-                "input": text,
-                "provider": {"type": "microsoft", "voice_id": self._config.voice},
-            },
+            "script": {"type": "audio", "audio_url": audio_url},
             "config": {"result_format": "mp4"},
         }
         status, payload = await self._call("POST", "/talks", json_body=body)
@@ -118,14 +129,18 @@ class DidVideo:
                 )
             if state == "rejected":
                 raise errors.InvalidArgument(
-                    "D-ID rejected the talk (its moderation refused the image or the text): "
+                    "D-ID rejected the talk (its moderation refused the image or the audio): "
                     f"{_describe(talk.get('error'))}"
                 )
             if state not in ("created", "started"):
                 raise errors.Unavailable(f"D-ID talk {talk_id} has an unknown status {state!r}")
 
     async def _call(
-        self, method: str, path: str, json_body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        json_body: dict[str, Any] | None = None,
+        data: aiohttp.FormData | None = None,
     ) -> tuple[int, Any]:
         url = f"{self._config.base_url}{path}"
         try:
@@ -133,6 +148,7 @@ class DidVideo:
                 method,
                 url,
                 json=json_body,
+                data=data,
                 headers=self._headers(),
                 timeout=aiohttp.ClientTimeout(total=30),
             ) as response:

@@ -31,9 +31,7 @@ class LocalVideo:
             *(loop.run_in_executor(self._executor, _warm_renderer) for _ in range(self._workers))
         )
 
-    async def render(
-        self, speech: Speech, timeline: events_pb2.Timeline, text: str
-    ) -> RenderedVideo:
+    async def render(self, speech: Speech, timeline: events_pb2.Timeline) -> RenderedVideo:
         from avatarchat_avatar.rendering.mp4 import render_mp4
 
         loop = asyncio.get_running_loop()
