@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
+import os
+import subprocess
+import sys
 
 from avatarchat_avatar.rendering.motion import MOTIONS
 from avatarchat_avatar.timeline.catalogue import GESTURES
-from avatarchat_avatar.timeline.gestures import Gesture, plan_gestures
+from avatarchat_avatar.timeline.gestures import Gesture, _blinks, plan_gestures
 from avatarchat_avatar.timeline.tags import Tag, parse_tags
 from avatarchat_avatar.timeline.words import Word
 
@@ -135,6 +139,27 @@ def test_blinks_are_always_planned_and_deterministic() -> None:
     assert first == second
     gaps = [b.start_ms - a.start_ms for a, b in itertools.pairwise(blinks)]
     assert all(2200 <= gap <= 4800 for gap in gaps)
+
+
+def test_blinks_follow_the_text_not_the_process() -> None:
+    """The seed is the text's CRC, so another process (another hash seed) plans the same."""
+    text = "A plain sentence with nothing special in it at all, going on for a while."
+    here = [g.start_ms for g in _blinks(9000.0, text)]
+    assert len(here) >= 2
+    assert here != [g.start_ms for g in _blinks(9000.0, text + " Once more.")]
+    program = (
+        "from avatarchat_avatar.timeline.gestures import _blinks\n"
+        f"print([g.start_ms for g in _blinks(9000.0, {text!r})])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert ast.literal_eval(out.stdout.strip()) == here
 
 
 def test_tags_are_honoured_at_their_word() -> None:

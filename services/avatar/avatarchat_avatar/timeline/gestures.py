@@ -18,6 +18,7 @@ Inline tags win over rules when they compete for the same arm or for the head.
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -118,12 +119,12 @@ def _merge_overlapping(gestures: list[Gesture], names: Sequence[str]) -> list[Ge
 
 def _blinks(duration_ms: float, seed_text: str) -> list[Gesture]:
     """Idle blinks every 2.2-4.8 s, pseudo-random but the same for the same text."""
-    rng = _Lcg(zlib.crc32(seed_text.encode()))
+    rng = random.Random(zlib.crc32(seed_text.encode()))
     blinks: list[Gesture] = []
-    time = rng.between(*BLINK_FIRST_MS)
+    time = rng.uniform(*BLINK_FIRST_MS)
     while time + DURATION_MS["blink"] <= duration_ms:
         blinks.append(Gesture("blink", time, DURATION_MS["blink"], 1.0))
-        time += rng.between(*BLINK_GAP_MS)
+        time += rng.uniform(*BLINK_GAP_MS)
     return blinks
 
 
@@ -142,14 +143,3 @@ def _fit(gesture: Gesture, duration_ms: float) -> Gesture | None:
     duration = min(duration, duration_ms)
     start = min(max(start, 0.0), duration_ms - duration)
     return replace(gesture, start_ms=round(start), duration_ms=round(duration))
-
-
-class _Lcg:
-    """A tiny deterministic generator (numerical recipes LCG), independent of Python's."""
-
-    def __init__(self, seed: int) -> None:
-        self._state = seed & 0xFFFFFFFF
-
-    def between(self, low: float, high: float) -> float:
-        self._state = (1664525 * self._state + 1013904223) & 0xFFFFFFFF
-        return low + (high - low) * self._state / 0xFFFFFFFF
