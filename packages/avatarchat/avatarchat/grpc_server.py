@@ -5,17 +5,16 @@
 - Server reflection, so ``grpcurl list`` and ``describe`` work.
 - One interceptor binds ``rpc``, ``session_id`` and ``turn_id`` to the log context, maps every
   exception to a status code (``avatarchat.errors``) and logs one summary line per RPC.
-- Shutdown order on SIGTERM/SIGINT: health NOT_SERVING, ``server.stop(grace)``, then whatever
-  the caller's exit stack owns (the NATS connection drains last).
+- ``GrpcHost.stop``: health NOT_SERVING, then ``server.stop(grace)``.
+
+``avatarchat.service_main`` runs a host as a process, from SIGTERM to the exit status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import faulthandler
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -229,60 +228,3 @@ class GrpcHost:
     async def stop(self, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
-
-
-async def run_until_signalled(
-    host: GrpcHost, *, name: str, load: Callable[[], Awaitable[None]], grace_s: float
-) -> None:
-    """Starts ``host``, loads the backend, serves until SIGTERM/SIGINT, then stops gracefully.
-
-    The port is open (and health says NOT_SERVING) while ``load`` runs, so a slow model load is
-    visible to probes and to ``grpcurl`` instead of looking like a dead process.
-    """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await host.start()
-    _log.info("service.starting", service=name, port=host.port)
-    started = time.perf_counter()
-    load_task = asyncio.ensure_future(load())
-    stop_task = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({load_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    if load_task.done():
-        load_task.result()  # a failed load raises here and the process exits non-zero
-        await host.set_serving(True)
-        _log.info(
-            "service.serving",
-            service=name,
-            port=host.port,
-            load_s=round(time.perf_counter() - started, 2),
-        )
-        await stop_task
-    else:
-        load_task.cancel()
-    _log.info("service.stopping", service=name, grace_s=grace_s)
-    await host.stop(grace_s)
-    _log.info("service.stopped", service=name)
-    # What is left (closing NATS, pools) should take well under the grace; if it does not,
-    # say where it hangs before the supervisor has to kill the process.
-    faulthandler.dump_traceback_later(max(1.0, grace_s), exit=False)
-
-
-def run(main: Coroutine[Any, Any, None], *, leftovers_s: float = 1.0) -> None:
-    """``asyncio.run(main)``, except that tasks still alive after ``main`` get ``leftovers_s``.
-
-    ``asyncio.run`` cancels what is left and waits for it without a bound; a library task that
-    swallows the cancellation (nats.py's reconnect loop, when the server died first) would keep
-    the process alive past its grace, until the supervisor kills it.
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(main)
-    finally:
-        left = asyncio.all_tasks(loop)
-        for task in left:
-            task.cancel()
-        if left:
-            loop.run_until_complete(asyncio.wait(left, timeout=leftovers_s))
-        loop.close()

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import sys
-from contextlib import AsyncExitStack
 
-from avatarchat import grpc_server, log
-from avatarchat.config import ConfigError
-from avatarchat.grpc_server import run_until_signalled
-
-from .config import LlmConfig
-from .server import LlmApp
-
-
-async def serve(config: LlmConfig) -> None:
-    async with AsyncExitStack() as stack:
-        app = LlmApp(config, stack)
-        await run_until_signalled(
-            app.host, name="llm", load=app.load, grace_s=config.runtime.shutdown_grace_s
-        )
+from avatarchat.service_main import serve_main
+from avatarchat_llm.config import LlmConfig
+from avatarchat_llm.server import LlmApp
 
 
 def main() -> int:
-    try:
-        config = LlmConfig.from_env()
-    except ConfigError as exc:
-        print(f"avatarchat-llm: configuration error: {exc}", file=sys.stderr)
-        return 2
-    log.configure(config.runtime.log_level, config.runtime.log_format, service="llm")
-    try:
-        grpc_server.run(serve(config))
-    except OSError as exc:  # e.g. the port is taken
-        log.get("avatarchat.llm").error("service.failed", error=str(exc))
-        return 1
-    return 0
+    return serve_main("llm", LlmConfig.from_env, LlmApp)
 
 
 if __name__ == "__main__":
