@@ -57,6 +57,12 @@ class WhisperConfig:
     # Share of a stream's wall time that partial decodes may take: after a partial that took
     # d seconds, the next waits at least d / budget - d. 0 turns whisper partials off.
     partial_budget: float = 0.5
+    # Shortest encoder window, in seconds. Whisper pads every input to 30 s, and the encoder's
+    # cost follows the window: an utterance shorter than window_s is padded to window_s, a
+    # longer one to its own length plus 2 s, and one past 28 s is decoded in standard 30 s
+    # windows. 30 is faster-whisper's standard behaviour. Below about 10 s tiny.en starts to
+    # repeat itself on short prompts (docs/stt.md has the figures).
+    window_s: int = 10
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ def _whisper(env: Env) -> WhisperConfig:
         concurrency=env.int("AVATARCHAT_STT_WHISPER_CONCURRENCY", 1, min=1, max=64),
         beam_size=env.int("AVATARCHAT_STT_WHISPER_BEAM_SIZE", 1, min=1, max=10),
         partial_budget=env.float("AVATARCHAT_STT_WHISPER_PARTIAL_BUDGET", 0.5, min=0, max=1),
+        window_s=env.int("AVATARCHAT_STT_WHISPER_WINDOW_S", 10, min=5, max=30),
     )
 
 

@@ -294,3 +294,47 @@ async def test_an_interrupted_decode_gives_up_while_waiting_for_a_worker(backend
     await busy_task
     busy.close()
     waiting.close()
+
+
+# --- the encoder window ------------------------------------------------------------------
+
+
+def test_the_window_fits_the_utterance_between_window_s_and_30_s() -> None:
+    short = WhisperBackend(WhisperConfig(window_s=10), max_streams=1)
+    assert short.window_frames(300) == 1000  # 3 s: padded to the 10 s window
+    assert short.window_frames(750) == 1000  # 7.5 s + 2 s of padding still fit
+    assert short.window_frames(850) == 1100  # 8.5 s + 2 s, rounded up to whole seconds
+    assert short.window_frames(2800) == 3000
+    assert short.window_frames(2801) is None  # past 28 s: faster-whisper's 30 s windows
+    assert WhisperBackend(WhisperConfig(window_s=30), max_streams=1).window_frames(300) is None
+
+
+async def test_the_short_window_transcribes_real_speech_as_well_as_30_s_windows(backend) -> None:
+    standard = WhisperBackend(WhisperConfig(threads=1, window_s=30), max_streams=1)
+    await standard.load()
+    try:
+        recordings = librivox() + speech_corpus.real_speech("telephone")[:8]
+        audio = [speech_corpus.resample(r.pcm, r.rate, RATE) for r in recordings]
+        never = threading.Event()
+        short_texts = [backend.decode(pcm, "en", 1, never) for pcm in audio]
+        standard_texts = [standard.decode(pcm, "en", 1, never) for pcm in audio]
+    finally:
+        await standard.aclose()
+    references = [r.text for r in recordings]
+    short_wer = speech_corpus.word_error_rate(references, short_texts)
+    standard_wer = speech_corpus.word_error_rate(references, standard_texts)
+    print(f"\nWER: 10 s window {short_wer:.3f}, 30 s windows {standard_wer:.3f}")
+    assert short_wer <= 0.12
+    assert short_wer <= standard_wer + 0.02
+
+
+async def test_an_utterance_longer_than_one_window_is_decoded_whole(backend) -> None:
+    recordings = librivox()
+    audio = speech_corpus.join([r.pcm for r in recordings] * 3, RATE, gap_s=0.5)
+    assert audio.size > 30 * RATE
+    text = backend.decode(audio, "en", 1, threading.Event())
+    words = speech_corpus.normalise(text).split()
+    first = speech_corpus.normalise(recordings[0].text).split()
+    last = speech_corpus.normalise(recordings[-1].text).split()
+    assert words[: len(first) // 2] == first[: len(first) // 2]
+    assert set(last) <= set(words[-3 * len(last) :])

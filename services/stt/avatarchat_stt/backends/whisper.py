@@ -9,8 +9,14 @@ Whisper transcribes whole utterances, so a recogniser buffers the utterance and 
 it each time: for a partial (greedy, at most every ``AVATARCHAT_STT_PARTIAL_INTERVAL_MS`` of
 audio and within ``partial_budget`` of the stream's wall time), at a pause (``prefinish``, the
 final's settings), and at the end. ``finish`` returns the last decode of the same audio when
-there is one with the final's settings (a pause's, or a greedy partial's with beam 1). The
-encoder pads every decode to a 30 s window, so a decode costs about the same for 1 s or 10 s.
+there is one with the final's settings (a pause's, or a greedy partial's with beam 1).
+
+The encoder window. faster-whisper pads every input to Whisper's 30 s window, so a decode costs
+about the same for 1 s or 10 s. An utterance that fits in one window is instead decoded with
+CTranslate2's ``Whisper.generate`` on a window of ``window_s`` (10 s by default), or of its own
+length plus 2 s of padding when longer: about a third of the encoder's work for most turns.
+The prompt, the suppressed tokens and the no-speech rule are faster-whisper's own. Longer
+utterances, and ``window_s`` 30, go through faster-whisper's ``transcribe``.
 
 Decodes run on the stream's pipeline thread (never the event loop). At most ``concurrency``
 run at once in the process (CTranslate2 workers over one copy of the model); more wait their
@@ -42,6 +48,16 @@ _log = log.get("avatarchat_stt.whisper")
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 # How often a decode waiting for a free worker checks that its stream is still there.
 _WAIT_POLL_S = 0.05
+# Whisper's window is 30 s (3000 mel frames of 10 ms); a short window is padded by 2 s of
+# silence after the speech, and rounded up to whole seconds.
+FRAMES_PER_S = 100
+WINDOW_FRAMES = 30 * FRAMES_PER_S
+TAIL_FRAMES = 2 * FRAMES_PER_S
+# Tokens of one short-window decode (Whisper's limit is 448, prompt included).
+MAX_NEW_TOKENS = 224
+# faster-whisper's defaults for dropping a window as no speech.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
 Clock = Callable[[], float]
 
 
@@ -160,6 +176,7 @@ class WhisperBackend(Backend):
         self._clock = clock
         self._model: Any = None
         self._multilingual = False
+        self._tokenizers: dict[str, Any] = {}
         self._workers = threading.BoundedSemaphore(config.concurrency)
         self.model = "whisper"
 
@@ -203,6 +220,7 @@ class WhisperBackend(Backend):
             threads=self.config.threads,
             concurrency=self.config.concurrency,
             beam_size=self.config.beam_size,
+            window_s=self.config.window_s,
             load_ms=round((time.perf_counter() - started) * 1000),
         )
 
@@ -227,22 +245,81 @@ class WhisperBackend(Backend):
         try:
             if interrupted.is_set():
                 raise Interrupted
-            segments, _info = model.transcribe(
-                pcm.astype(np.float32) / 32768.0,
-                language=language if self._multilingual else "en",
-                beam_size=beam_size,
-                temperature=0.0,  # no sampling fallback: it is where Whisper makes things up
-                condition_on_previous_text=False,
-                without_timestamps=True,
-                vad_filter=False,  # the pipeline's Silero VAD has already gated the audio
-                no_speech_threshold=0.6,
-                log_prob_threshold=-1.0,
-            )
-            texts = []
-            for segment in segments:  # one per 30 s window; decoding is lazy
-                if interrupted.is_set():
-                    raise Interrupted
-                texts.append(segment.text)
-            return " ".join(" ".join(texts).split())
+            audio = pcm.astype(np.float32) / 32768.0
+            language = language if self._multilingual else "en"
+            features = model.feature_extractor(audio)
+            window = self.window_frames(features.shape[-1])
+            if window is not None:
+                return self._generate(model, features, window, language, beam_size)
+            return self._transcribe(model, audio, language, beam_size, interrupted)
         finally:
             self._workers.release()
+
+    def window_frames(self, frames: int) -> int | None:
+        """The encoder window for ``frames`` mel frames of audio, or None for 30 s windows."""
+        if self.config.window_s >= 30 or frames + TAIL_FRAMES > WINDOW_FRAMES:
+            return None
+        needed = -(-(frames + TAIL_FRAMES) // FRAMES_PER_S) * FRAMES_PER_S
+        return max(self.config.window_s * FRAMES_PER_S, needed)
+
+    def _tokenizer(self, model: Any, language: str) -> Any:
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer(
+                model.hf_tokenizer, self._multilingual, task="transcribe", language=language
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _generate(
+        self, model: Any, features: np.ndarray, window: int, language: str, beam_size: int
+    ) -> str:
+        """One window, decoded as faster-whisper decodes one: greedy or beam at temperature 0,
+        no timestamps, nothing conditioned on earlier text, dropped when it is no speech."""
+        import ctranslate2
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        tokenizer = self._tokenizer(model, language)
+        padded = np.zeros((1, features.shape[0], window), dtype=np.float32)
+        padded[0, :, : features.shape[-1]] = features
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        (result,) = model.model.generate(
+            ctranslate2.StorageView.from_array(padded),
+            [prompt],
+            beam_size=beam_size,
+            max_length=MAX_NEW_TOKENS,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+        )
+        tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
+        # faster-whisper's rule: no speech, unless the text is likely enough despite it.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob <= LOG_PROB_THRESHOLD:
+            return ""
+        return " ".join(tokenizer.decode(tokens).split())
+
+    @staticmethod
+    def _transcribe(
+        model: Any, audio: np.ndarray, language: str, beam_size: int, interrupted: threading.Event
+    ) -> str:
+        segments, _info = model.transcribe(
+            audio,
+            language=language,
+            beam_size=beam_size,
+            temperature=0.0,  # no sampling fallback: it is where Whisper makes things up
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,  # the pipeline's Silero VAD has already gated the audio
+            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            log_prob_threshold=LOG_PROB_THRESHOLD,
+        )
+        texts = []
+        for segment in segments:  # one per 30 s window; decoding is lazy
+            if interrupted.is_set():
+                raise Interrupted
+            texts.append(segment.text)
+        return " ".join(" ".join(texts).split())
