@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from types import ModuleType, TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from avatarchat import errors, log
 
@@ -63,6 +63,7 @@ _TEXT_KEYS = ("description", "message", "msg", "details", "status")
 DETAIL_LIMIT = 300
 
 
+@runtime_checkable
 class CallMetrics(Protocol):
     """Where ``Vendor.call`` reports each request (e.g. Prometheus counters)."""
 

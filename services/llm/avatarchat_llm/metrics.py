@@ -1,9 +1,9 @@
 """Prometheus metrics of the llm service, served over HTTP on ``AVATARCHAT_LLM_METRICS_PORT``.
 
 Ours: queue depth, busy slots, time to first token, tokens per second, replies by outcome,
-and the engine's state. With the ``local`` backend, llama-server's own ``/metrics``
-(``llamacpp:*``: prompt and generation throughput, KV cache use, deferred requests) is fetched
-and appended, so one scrape sees both.
+requests to the chat provider by outcome and their duration, and the engine's state. With the
+``local`` backend, llama-server's own ``/metrics`` (``llamacpp:*``: prompt and generation
+throughput, KV cache use, deferred requests) is fetched and appended, so one scrape sees both.
 """
 
 from __future__ import annotations
@@ -75,8 +75,27 @@ class LlmMetrics:
         self.engine_restarts = Counter(
             "avatarchat_llm_engine_restarts", "Restarts of the local engine", registry=r
         )
+        self.vendor_requests = Counter(
+            "avatarchat_llm_vendor_requests",
+            "Requests to the chat provider, by provider and outcome (ok, cancelled, or the "
+            "gRPC code of the failure)",
+            ["vendor", "outcome"],
+            registry=r,
+        )
+        self.vendor_request_seconds = Histogram(
+            "avatarchat_llm_vendor_request_seconds",
+            "From a request to the chat provider to the end of its stream",
+            ["vendor"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         # The local engine's URL and auth header while it serves; None otherwise.
         self.engine: Callable[[], tuple[str, dict[str, str]] | None] = lambda: None
+
+    def observe_call(self, vendor: str, outcome: str, seconds: float) -> None:
+        """Counts one provider request (``avatarchat.vendor_http.CallMetrics``)."""
+        self.vendor_requests.labels(vendor, outcome).inc()
+        self.vendor_request_seconds.labels(vendor).observe(seconds)
 
     async def _engine_metrics(self) -> bytes:
         engine = self.engine()

@@ -147,6 +147,7 @@ class LlmApp:
                 http_client=self._http_client(),
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,
+                metrics=self.metrics,
             )
             return model, config.groq.models[0]
         if config.openai is not None:
@@ -157,6 +158,7 @@ class LlmApp:
                 http_client=self._http_client(),
                 temperature=config.temperature,
                 max_tokens=config.max_tokens,
+                metrics=self.metrics,
             )
             return model, config.openai.models[0]
         from .backends.openai import build_local
@@ -175,6 +177,7 @@ class LlmApp:
             http_client=self._http_client(keep_alive=False),
             temperature=config.temperature,
             max_tokens=config.max_tokens,
+            metrics=self.metrics,
         )
         return model, engine.alias
 

@@ -16,13 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from avatarchat import errors
 from avatarchat.config import ConfigError
 from avatarchat.v1 import llm_pb2
+from avatarchat_llm.backends.groq import build_groq
 from avatarchat_llm.config import LlmConfig
+from avatarchat_llm.metrics import LlmMetrics
 
 GOOD_KEY = "gsk_test_key"
 REPLY_PIECES = ["Hello", " there,", " nice to", " meet you!"]
@@ -96,6 +100,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await response.write(_chunk(model, {"role": "assistant", "content": ""}))
     for piece in REPLY_PIECES:
         await response.write(_chunk(model, {"content": piece}))
+        if model.startswith("drip"):  # a slow stream: a piece every 2 s
+            await asyncio.sleep(2)
     usage = {
         "prompt_tokens": 42,
         "completion_tokens": 7,
@@ -239,6 +245,89 @@ async def test_server_error_is_unavailable(fake_groq: FakeGroq, start_llm: Any) 
         error = await failed_reply(llm.stub)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert "500" in (error.details() or "")
+
+
+def vendor_requests(metrics: LlmMetrics) -> dict[str, float]:
+    """``avatarchat_llm_vendor_requests_total`` of the groq provider, by outcome."""
+    return {
+        sample.labels["outcome"]: sample.value
+        for metric in metrics.vendor_requests.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["vendor"] == "groq"
+    }
+
+
+async def test_provider_requests_are_counted_by_outcome(
+    fake_groq: FakeGroq, start_llm: Any, ask: Any
+) -> None:
+    env = groq_env(fake_groq, "retired-model,good-model")
+    async with start_llm(env) as llm:
+        await ask(llm.stub, "groq-m", "Hello")  # two models asked, one request
+        await ask(llm.stub, "groq-m", "Hello again")
+        metrics = llm.app.metrics
+        assert vendor_requests(metrics) == {"ok": 2}
+    async with start_llm(groq_env(fake_groq, "limited-model")) as llm:
+        await failed_reply(llm.stub)
+        assert vendor_requests(llm.app.metrics) == {"resource_exhausted": 1}
+        seconds = llm.app.metrics.registry.get_sample_value(
+            "avatarchat_llm_vendor_request_seconds_count", {"vendor": "groq"}
+        )
+        assert seconds == 1
+
+
+async def test_a_cancelled_stream_stops_without_falling_back(
+    fake_groq: FakeGroq, start_llm: Any
+) -> None:
+    async with start_llm(groq_env(fake_groq, "drip-model,good-model")) as llm:
+        call = llm.stub.Reply(
+            llm_pb2.ReplyRequest(session_id="s1", turn_id="t1", text="Hi"), timeout=30
+        )
+        first = await anext(aiter(call))
+        assert first.delta.text == REPLY_PIECES[0]
+        call.cancel()
+        deadline = time.monotonic() + 10
+        while vendor_requests(llm.app.metrics) != {"cancelled": 1}:
+            assert time.monotonic() < deadline, vendor_requests(llm.app.metrics)
+            await asyncio.sleep(0.02)
+        history = await llm.stub.GetHistory(llm_pb2.GetHistoryRequest(session_id="s1"))
+    assert fake_groq.models_asked() == ["drip-model"]
+    assert list(history.messages) == []
+
+
+async def test_invoke_falls_back_the_same_way_without_streaming(fake_groq: FakeGroq) -> None:
+    config = LlmConfig.from_env(groq_env(fake_groq, "retired-model,missing-model,good-model"))
+    assert config.groq is not None
+    with httpx.Client() as sync_http:
+        async with httpx.AsyncClient() as http:
+            model = build_groq(
+                config.groq,
+                temperature=0,
+                max_tokens=16,
+                http_client=http,
+                sync_http_client=sync_http,
+            )
+            answer = await asyncio.to_thread(model.invoke, "Hello")
+            again = await asyncio.to_thread(model.invoke, "Hello again")
+    assert answer.text == again.text == "".join(REPLY_PIECES)
+    assert fake_groq.models_asked() == [
+        "retired-model",
+        "missing-model",
+        "good-model",
+        "good-model",
+    ]
+    assert model.model_name == "good-model"
+
+
+async def test_invoke_maps_errors_like_the_stream(fake_groq: FakeGroq) -> None:
+    config = LlmConfig.from_env(groq_env(fake_groq, "limited-model"))
+    assert config.groq is not None
+    with httpx.Client() as sync_http:
+        model = build_groq(
+            config.groq, temperature=0, max_tokens=16, http_client=None, sync_http_client=sync_http
+        )
+        with pytest.raises(errors.ResourceExhausted, match="Rate limit reached") as raised:
+            await asyncio.to_thread(model.invoke, "Hello")
+    assert raised.value.retry_after_s == 7
 
 
 def test_groq_needs_its_key() -> None:

@@ -3,7 +3,8 @@
 ``openai`` reaches any OpenAI-compatible chat-completions endpoint (vLLM, Ollama, LM Studio,
 llama-server, OpenAI) with a model fallback list; ``local`` reaches the llama-server that this
 service supervises (``engine``), with llama.cpp's own sampling options in the request body.
-The list and the error mapping are the shared ones (``fallback``, ``provider_errors``).
+The list is the shared one (``fallback``); errors, timeouts and metrics are the vendor base's
+(``provider_errors``, ``avatarchat.vendor_http``).
 """
 
 from __future__ import annotations
@@ -13,19 +14,24 @@ from typing import Any
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from avatarchat.vendor_http import CallMetrics
+
 from ..config import LocalConfig, OpenAIConfig
 from ..fallback import FallbackChatModel
-from ..provider_errors import Provider
+from ..provider_errors import ChatProvider
 
-OPENAI = Provider(
+OPENAI = ChatProvider(
     "the OpenAI-compatible server",
     key_setting="OPENAI_API_KEY",
     timeout_setting="AVATARCHAT_LLM_OPENAI_TIMEOUT_S",
+    url_setting="AVATARCHAT_OPENAI_BASE_URL",
+    label="openai",
 )
-LOCAL = Provider(
+LOCAL = ChatProvider(
     "the local llama-server",
     key_setting="none: the engine has no key",
     timeout_setting="the RPC deadline",
+    label="local",
 )
 
 
@@ -44,7 +50,12 @@ def _chat_openai(
 
 
 def build_openai(
-    config: OpenAIConfig, *, temperature: float, max_tokens: int, http_client: Any
+    config: OpenAIConfig,
+    *,
+    temperature: float,
+    max_tokens: int,
+    http_client: Any,
+    metrics: CallMetrics | None = None,
 ) -> FallbackChatModel:
     models = [
         _chat_openai(
@@ -59,7 +70,8 @@ def build_openai(
         )
         for model in config.models
     ]
-    return FallbackChatModel(models=models, provider=OPENAI, log_name="openai")
+    provider = OPENAI.using(base_url=config.base_url, metrics=metrics)
+    return FallbackChatModel(models=models, provider=provider, log_name="openai")
 
 
 def build_local(
@@ -71,6 +83,7 @@ def build_local(
     temperature: float,
     max_tokens: int,
     http_client: Any,
+    metrics: CallMetrics | None = None,
 ) -> FallbackChatModel:
     """ChatOpenAI against the supervised llama-server at ``base_url`` (``http://host:port/v1``).
 
@@ -90,4 +103,5 @@ def build_local(
         max_retries=0,  # the engine is ours: a failure is reported, not hidden
         extra_body={"cache_prompt": True, "repeat_penalty": config.repeat_penalty},
     )
-    return FallbackChatModel(models=[model], provider=LOCAL, log_name="local")
+    provider = LOCAL.using(base_url=base_url, metrics=metrics)
+    return FallbackChatModel(models=[model], provider=provider, log_name="local")
