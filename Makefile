@@ -88,7 +88,7 @@ check: .venv/.synced $(PROTO_STAMP) ## Format check, lint and types in one comma
 images: ## Build the service images with docker buildx (needs a Docker daemon)
 	python3 deploy/images.py $(IMAGES_ARGS)
 
-k8s-check: install ## Render, validate and lint the Kubernetes manifests and Dockerfiles (offline)
+k8s-check: install ## Render, validate and lint the Kubernetes manifests and the Dockerfile (offline)
 	$(PY) deploy/check.py
 
 clean: ## Remove generated code, state and the virtualenv

@@ -1,13 +1,13 @@
 """Checks the deployment files offline: what `make k8s-check` runs.
 
-    python deploy/check.py                 # build every overlay, validate, lint the Dockerfiles
+    python deploy/check.py                 # build every overlay, validate, lint the Dockerfile
     python deploy/check.py -k network      # extra arguments go to pytest
     python deploy/check.py --render prod   # print an overlay's rendered YAML
 
 The checks are the tests in tests/test_k8s_*.py and tests/test_dockerfiles.py (which `make test`
 runs too): kustomize builds of dev and prod, strict validation against the Kubernetes JSON
 schemas (kubernetes-validate), workload and network policies, the NATS config through the real
-nats-server, and hadolint on every Dockerfile. Run it with the project venv's python.
+nats-server, and hadolint on the Dockerfile. Run it with the project venv's python.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
     python3 deploy/images.py --push --platform linux/amd64,linux/arm64 --repository REGISTRY
     python3 deploy/images.py --dry-run            # print the commands, need no Docker
 
-Each image is built from the repository root with services/<svc>/Dockerfile. Without a Docker
+Each image is built from the repository root with the one Dockerfile there, which
+`--build-arg SERVICE=<svc>` points at the service. Without a Docker
 daemon (and buildx) nothing is built: the script says so and exits with status 2.
 Standard library only, so it runs before `make install`.
 """
@@ -37,7 +38,9 @@ def build_command(
         "buildx",
         "build",
         "--file",
-        f"services/{service}/Dockerfile",
+        "Dockerfile",
+        "--build-arg",
+        f"SERVICE={service}",
         "--tag",
         image_name(service, repository, tag),
     ]

