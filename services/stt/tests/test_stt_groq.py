@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import warnings
 import wave
 from collections.abc import AsyncIterator
@@ -87,6 +88,8 @@ async def _transcriptions(request: web.Request) -> web.Response:
         )
     if model.startswith("broken"):
         return _error(500, "Internal Server Error", "internal_server_error", "internal_error")
+    if model.startswith("refused"):
+        return _error(400, "file is empty", "invalid_request_error", "invalid_file")
     if model.startswith("slow"):
         await asyncio.sleep(5)
     text = f" Heard {described['ms'] // 100 / 10} seconds in {fields.get('language', '?')}."
@@ -234,6 +237,29 @@ async def test_too_large_for_groq_is_invalid_argument(start_stt, fake_groq, spee
         await client.transcribe("pcm", pcm.tobytes(), rate)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "too large for Groq: Request Entity Too Large" in (caught.value.details() or "")
+
+
+async def test_a_refused_recording_is_invalid_and_an_unreachable_groq_unavailable(
+    start_stt, fake_groq, speech
+) -> None:
+    pcm, rate = speech
+    client = await start_stt(**groq(fake_groq, model="refused-whisper"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.transcribe("pcm", pcm.tobytes(), rate)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Groq could not transcribe the audio: file is empty" in (caught.value.details() or "")
+
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    config = GroqConfig(api_key=GOOD_KEY, base_url=dead, model="m", timeout_s=2, max_retries=0)
+    client = await start_stt(backend="groq", groq=config)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.transcribe("pcm", pcm.tobytes(), rate)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    details = caught.value.details() or ""
+    assert f"could not reach Groq at {dead}" in details
+    assert "AVATARCHAT_GROQ_BASE_URL" in details
 
 
 def test_groq_needs_a_key_and_an_http_url() -> None:

@@ -3,7 +3,8 @@ official SDK's ``audio.transcriptions.create``.
 
 Whisper transcribes whole recordings, so a recogniser buffers the utterance (already decoded to
 16 kHz mono, which keeps uploads small: 32 kB per second) and sends it as WAV when the utterance
-ends. Provider errors become status codes a client can act on.
+ends. Provider errors become status codes a client can act on, by the shared vendor base
+(``avatarchat.vendor_http``): this module only says that a refused request is about the audio.
 """
 
 from __future__ import annotations
@@ -11,21 +12,13 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import Callable
-from typing import Any
 
 import groq
 import numpy as np
 
 from avatarchat import log
-from avatarchat.errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    PermissionDenied,
-    ResourceExhausted,
-    ServiceError,
-    Unauthenticated,
-    Unavailable,
-)
+from avatarchat.errors import InvalidArgument, Unavailable
+from avatarchat.vendor_http import SdkErrors, Vendor
 from avatarchat_stt.audio_format import TARGET_RATE
 from avatarchat_stt.backends.base import Backend, Recognizer
 from avatarchat_stt.config import GroqConfig
@@ -43,54 +36,38 @@ def wav_bytes(pcm: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _provider_message(exc: groq.APIStatusError) -> str:
-    body: Any = exc.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
-    return f"HTTP {exc.status_code}"
-
-
-def _retry_after(exc: groq.APIStatusError) -> float | None:
-    headers = exc.response.headers
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            return float(headers[name]) * scale
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
-def map_groq_error(exc: Exception) -> ServiceError:
-    """One place where Groq failures become domain errors (and so status codes)."""
-    if isinstance(exc, groq.APITimeoutError):
-        return DeadlineExceeded("Groq did not answer in time (AVATARCHAT_STT_GROQ_TIMEOUT_S)")
-    if isinstance(exc, groq.APIConnectionError):
-        return Unavailable("cannot reach Groq; check AVATARCHAT_GROQ_BASE_URL and the network")
-    if not isinstance(exc, groq.APIStatusError):
-        return Unavailable(f"Groq request failed ({type(exc).__name__})")
-    said = _provider_message(exc)
-    status = exc.status_code
-    if status == 401:
-        return Unauthenticated(f"Groq rejected the API key: {said}; check GROQ_API_KEY")
-    if status == 403:
-        return PermissionDenied(f"Groq refused the request: {said}")
-    if status == 413:
-        return InvalidArgument(f"the audio is too large for Groq: {said}; send a shorter recording")
-    if status == 429:
-        return ResourceExhausted(f"Groq rate limit: {said}", retry_after_s=_retry_after(exc))
-    if status in (400, 404, 422):
-        return InvalidArgument(f"Groq could not transcribe the audio: {said}")
-    return Unavailable(f"Groq failed with HTTP {status}: {said}")
+# Whisper is sent one recording: a request Groq refuses is about that audio.
+_AUDIO_REFUSED = (InvalidArgument, "{vendor} could not transcribe the audio: {detail}")
+GROQ = Vendor(
+    "Groq",
+    key_setting="GROQ_API_KEY",
+    timeout_setting="AVATARCHAT_STT_GROQ_TIMEOUT_S",
+    url_setting="AVATARCHAT_GROQ_BASE_URL",
+    statuses={
+        400: _AUDIO_REFUSED,
+        404: _AUDIO_REFUSED,
+        422: _AUDIO_REFUSED,
+        413: (
+            InvalidArgument,
+            "the audio is too large for {vendor}: {detail}; send a shorter recording",
+        ),
+    },
+    sdk=SdkErrors.of(groq),
+)
 
 
 class GroqRecognizer(Recognizer):
     def __init__(
-        self, client: groq.Groq, model: str, language: str, release: Callable[[], None]
+        self,
+        client: groq.Groq,
+        vendor: Vendor,
+        model: str,
+        language: str,
+        release: Callable[[], None],
     ) -> None:
         super().__init__(release)
         self._client = client
+        self._vendor = vendor
         self._model = model
         self._language = language
         self._chunks: list[np.ndarray] = []
@@ -106,7 +83,7 @@ class GroqRecognizer(Recognizer):
         self._chunks = []
         if not pcm.size:
             return ""
-        try:
+        with self._vendor.call():  # maps and logs a failure
             result = self._client.audio.transcriptions.create(
                 model=self._model,
                 file=("audio.wav", wav_bytes(pcm), "audio/wav"),
@@ -114,10 +91,6 @@ class GroqRecognizer(Recognizer):
                 response_format="json",
                 temperature=0.0,
             )
-        except groq.GroqError as exc:
-            mapped = map_groq_error(exc)
-            _log.warning("groq.failed", code=mapped.code.name, error=mapped.message)
-            raise mapped from exc
         return " ".join(str(result.text).split())
 
     def cancel(self) -> None:
@@ -129,6 +102,7 @@ class GroqBackend(Backend):
         super().__init__(max_streams)
         self.model = config.model
         self._config = config
+        self._vendor = GROQ.using(base_url=config.base_url)
         self._client: groq.Groq | None = None
 
     async def load(self) -> None:
@@ -149,4 +123,4 @@ class GroqBackend(Backend):
     async def _create(self, language: str, release: Callable[[], None]) -> Recognizer:
         if self._client is None:
             raise Unavailable("the Groq backend is not loaded yet")
-        return GroqRecognizer(self._client, self.model, language, release)
+        return GroqRecognizer(self._client, self._vendor, self.model, language, release)
