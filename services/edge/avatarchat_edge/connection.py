@@ -197,7 +197,7 @@ class Connection:
         except ProtocolError:
             self._metrics.frame("in", "invalid")
             raise
-        self._metrics.frame("in", _TYPE_NAMES[type(message)])
+        self._metrics.frame("in", message.TYPE)
         with log.bound_contextvars(session_id=self.session.id):
             await self._dispatch(message)
 
@@ -308,14 +308,3 @@ class Connection:
             with contextlib.suppress(Exception):
                 await self.ws.close()
         _log.info("session.detached", session_id=session.id, turns=session.turns)
-
-
-_TYPE_NAMES: dict[type, str] = {
-    protocol.SessionStart: "session.start",
-    protocol.Text: "text",
-    protocol.Interrupt: "interrupt",
-    protocol.Reset: "reset",
-    protocol.Ping: "ping",
-    protocol.AudioStart: "audio.start",
-    protocol.AudioEnd: "audio.end",
-}

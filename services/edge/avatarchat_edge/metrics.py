@@ -11,34 +11,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from . import protocol
+
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60)
-KNOWN_FRAME_TYPES = frozenset(
-    {
-        "session.start",
-        "text",
-        "interrupt",
-        "reset",
-        "ping",
-        "audio.start",
-        "audio.end",
-        "audio",
-        "session",
-        "reply.delta",
-        "reply.done",
-        "reply.interrupted",
-        "reset.done",
-        "pong",
-        "error",
-        "clip.speech",
-        "clip.ready",
-        "clip.failed",
-        "speech.start",
-        "speech.end",
-        "transcript.partial",
-        "transcript.final",
-        "invalid",
-    }
-)
+# Frame types counted under their own label: the protocol's, binary audio, and refused frames.
+KNOWN_FRAME_TYPES = frozenset({*protocol.CLIENT_TYPES, *protocol.SERVER_TYPES, "audio", "invalid"})
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

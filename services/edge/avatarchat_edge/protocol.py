@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
 
@@ -81,6 +81,8 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class SessionStart:
+    TYPE: ClassVar[str] = "session.start"
+
     session_id: str | None = None
     avatar: bool | None = None
     video: bool | None = None
@@ -89,26 +91,32 @@ class SessionStart:
 
 @dataclass(frozen=True)
 class Text:
+    TYPE: ClassVar[str] = "text"
+
     text: str
 
 
 @dataclass(frozen=True)
 class Interrupt:
-    pass
+    TYPE: ClassVar[str] = "interrupt"
 
 
 @dataclass(frozen=True)
 class Reset:
-    pass
+    TYPE: ClassVar[str] = "reset"
 
 
 @dataclass(frozen=True)
 class Ping:
+    TYPE: ClassVar[str] = "ping"
+
     id: str | int | None = None
 
 
 @dataclass(frozen=True)
 class AudioStart:
+    TYPE: ClassVar[str] = "audio.start"
+
     format: str
     sample_rate: int | None
     mode: str
@@ -117,11 +125,13 @@ class AudioStart:
 
 @dataclass(frozen=True)
 class AudioEnd:
-    pass
+    TYPE: ClassVar[str] = "audio.end"
 
 
 ClientMessage = SessionStart | Text | Interrupt | Reset | Ping | AudioStart | AudioEnd
-CLIENT_TYPES = ("session.start", "text", "interrupt", "reset", "ping", "audio.start", "audio.end")
+CLIENT_TYPES = tuple(
+    kind.TYPE for kind in (SessionStart, Text, Interrupt, Reset, Ping, AudioStart, AudioEnd)
+)
 
 
 def parse(raw: str, *, max_text_chars: int) -> ClientMessage:
@@ -135,25 +145,25 @@ def parse(raw: str, *, max_text_chars: int) -> ClientMessage:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, 'the frame has no string "type" field')
-    if kind == "text":
+    if kind == Text.TYPE:
         return Text(_text(data, max_text_chars))
-    if kind == "session.start":
+    if kind == SessionStart.TYPE:
         return SessionStart(
             session_id=_optional_id(data, "session_id"),
             avatar=_optional(data, "avatar", bool),
             video=_optional(data, "video", bool),
             protocol=_optional(data, "protocol", int),
         )
-    if kind == "interrupt":
+    if kind == Interrupt.TYPE:
         return Interrupt()
-    if kind == "reset":
+    if kind == Reset.TYPE:
         return Reset()
-    if kind == "ping":
+    if kind == Ping.TYPE:
         ping_id = data.get("id")
         return Ping(ping_id if isinstance(ping_id, str | int) and len(str(ping_id)) <= 64 else None)
-    if kind == "audio.start":
+    if kind == AudioStart.TYPE:
         return _audio_start(data)
-    if kind == "audio.end":
+    if kind == AudioEnd.TYPE:
         return AudioEnd()
     shown = kind if len(kind) <= 40 else kind[:40] + "…"
     raise ProtocolError(
@@ -244,6 +254,23 @@ def _require_utf8(name: str, value: str) -> None:
 
 
 # --- server frames -------------------------------------------------------------------------
+
+SERVER_TYPES = (
+    "session",
+    "reply.delta",
+    "reply.done",
+    "reply.interrupted",
+    "reset.done",
+    "pong",
+    "error",
+    "clip.speech",
+    "clip.ready",
+    "clip.failed",
+    "speech.start",
+    "speech.end",
+    "transcript.partial",
+    "transcript.final",
+)
 
 
 def error(code: ErrorCode, message: str, **extra: Any) -> dict[str, Any]:
