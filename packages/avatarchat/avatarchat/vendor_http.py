@@ -144,10 +144,14 @@ class Vendor:
             return kind(message, retry_after_s=retry_after_s(headers))
         return kind(message)
 
-    def timeout_error(self, *, doing: str | None = None) -> errors.DeadlineExceeded:
+    def timeout_error(
+        self, *, doing: str | None = None, after_s: float | None = None
+    ) -> errors.DeadlineExceeded:
+        """``after_s``: the bound that ran out, when it is known."""
+        when = f"within {after_s:g} s" if after_s is not None else "in time"
         while_ = f" while {doing}" if doing else ""
         return errors.DeadlineExceeded(
-            f"{self.name} did not answer in time{while_} ({self.timeout_setting})"
+            f"{self.name} did not answer {when}{while_} ({self.timeout_setting})"
         )
 
     def unreachable_error(self, exc: BaseException) -> errors.Unavailable:
@@ -231,14 +235,15 @@ class VendorCall:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        expired = False
         if self._timeout is not None:
             try:
                 await self._timeout.__aexit__(kind, exc, tb)
-            except TimeoutError as expired:  # our own timeout turned its cancel into this
-                exc = expired
-        self._finish(exc)
+            except TimeoutError as timed_out:  # our own timeout turned its cancel into this
+                exc, expired = timed_out, True
+        self._finish(exc, expired)
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _finish(self, exc: BaseException | None, expired: bool = False) -> None:
         vendor = self._vendor
         seconds = self._clock() - self._started
         if exc is None:
@@ -247,7 +252,11 @@ class VendorCall:
         if not isinstance(exc, Exception):  # cancelled, or the stream's reader went away
             vendor.record("cancelled", seconds)
             return
-        mapped = vendor.error_for(exc, doing=self._doing)
+        mapped = (
+            vendor.timeout_error(doing=self._doing, after_s=self._timeout_s)
+            if expired
+            else vendor.error_for(exc, doing=self._doing)
+        )
         vendor.record(mapped.code.name.lower(), seconds)
         _log.warning(
             "vendor.failed", vendor=vendor.metric_label, code=mapped.code.name, error=mapped.message

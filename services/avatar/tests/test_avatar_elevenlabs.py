@@ -8,11 +8,14 @@ seconds), or ElevenLabs' ``{"detail": ...}`` error bodies.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import aiohttp
 import av
@@ -81,6 +84,7 @@ def _mp3(pcm: np.ndarray) -> bytes:
 class FakeElevenLabs:
     api_key: str = KEY
     status_override: tuple[int, dict, dict] | None = None
+    delay_s: float = 0.0
     requests: list[dict] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -103,6 +107,8 @@ class FakeElevenLabs:
                 {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}},
                 status=401,
             )
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.status_override:
             status, payload, headers = self.status_override
             return web.json_response(payload, status=status, headers=headers)
@@ -163,6 +169,7 @@ async def fake() -> AsyncIterator[tuple[FakeElevenLabs, str]]:
 def reset(fake) -> None:
     fake[0].api_key = KEY
     fake[0].status_override = None
+    fake[0].delay_s = 0.0
     fake[0].requests.clear()
 
 
@@ -265,6 +272,24 @@ async def test_errors_map_to_status_codes(fake, override, error, message) -> Non
         await synthesize(config(url), "Hello")
     if isinstance(caught.value, errors.ResourceExhausted):
         assert caught.value.retry_after_s == 3
+
+
+async def test_a_rate_limit_may_ask_to_wait_until_a_date(fake) -> None:
+    server, url = fake
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    server.status_override = (429, {"detail": {"status": "system_busy"}}, {"Retry-After": later})
+    with pytest.raises(errors.ResourceExhausted, match="system_busy") as caught:
+        await synthesize(config(url), "Hello")
+    assert caught.value.retry_after_s is not None and 25 < caught.value.retry_after_s <= 30
+
+
+async def test_no_answer_in_time_is_deadline_exceeded(fake) -> None:
+    server, url = fake
+    server.delay_s = 2.0
+    with pytest.raises(
+        errors.DeadlineExceeded, match=r"within 0.2 s \(AVATARCHAT_ELEVENLABS_TIMEOUT_S"
+    ):
+        await synthesize(config(url, timeout_s=0.2), "Hello")
 
 
 async def test_rejected_key_is_unauthenticated_and_not_echoed(fake) -> None:

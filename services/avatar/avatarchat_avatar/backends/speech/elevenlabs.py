@@ -4,9 +4,11 @@ The response carries the audio (base64) and a per-character alignment, which bec
 ``Speech.chars`` the lip-sync derives visemes from. The audio is requested as raw 16-bit PCM
 (``output_format=pcm_22050``, the default) or as MP3, which PyAV decodes.
 
-Errors become status codes a person can act on: a rejected key is UNAUTHENTICATED, a rate or
-quota limit RESOURCE_EXHAUSTED, a request ElevenLabs refuses INVALID_ARGUMENT, and anything
-else (network, 5xx, a malformed answer) UNAVAILABLE. The API key is never logged.
+Errors become status codes a person can act on, by the shared vendor base
+(``avatarchat.vendor_http``): a rejected key is UNAUTHENTICATED, a rate or quota limit
+RESOURCE_EXHAUSTED (with its Retry-After), a request ElevenLabs refuses INVALID_ARGUMENT, no
+answer within ``AVATARCHAT_ELEVENLABS_TIMEOUT_S`` DEADLINE_EXCEEDED, and anything else
+(network, 5xx, a malformed answer) UNAVAILABLE. The API key is never logged.
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ import av
 import numpy as np
 
 from avatarchat import errors, log
+from avatarchat.vendor_http import Vendor
 from avatarchat_avatar.config import ElevenLabsConfig
 from avatarchat_avatar.speech import CharSpan, Speech
 
 _log = log.get("avatarchat.avatar.elevenlabs")
+
+ELEVENLABS = Vendor(
+    "ElevenLabs",
+    key_setting="ELEVENLABS_API_KEY",
+    timeout_setting="AVATARCHAT_ELEVENLABS_TIMEOUT_S",
+    url_setting="AVATARCHAT_ELEVENLABS_BASE_URL",
+    statuses={429: (errors.ResourceExhausted, "{vendor} rate or quota limit reached: {detail}")},
+    transport_errors=(aiohttp.ClientError,),
+)
 
 
 class ElevenLabsSpeech:
@@ -35,6 +47,7 @@ class ElevenLabsSpeech:
     def __init__(self, config: ElevenLabsConfig, session: aiohttp.ClientSession) -> None:
         self._config = config
         self._session = session
+        self._vendor = ELEVENLABS.using(base_url=config.base_url)
 
     def voices(self) -> tuple[str, ...]:
         return self._config.voices
@@ -61,21 +74,18 @@ class ElevenLabsSpeech:
     async def _request(self, text: str, voice_id: str) -> dict[str, Any]:
         config = self._config
         url = f"{config.base_url}/v1/text-to-speech/{voice_id}/with-timestamps"
-        try:
-            async with self._session.post(
+        async with (
+            self._vendor.call(timeout_s=config.timeout_s),
+            self._session.post(
                 url,
                 params={"output_format": config.output_format},
                 json={"text": text, "model_id": config.model_id},
                 headers={"xi-api-key": config.api_key, "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=config.timeout_s),
-            ) as response:
-                raw = await response.read()
-                if response.status != 200:
-                    raise _status_error(response.status, raw, response.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise errors.Unavailable(
-                f"could not reach ElevenLabs at {config.base_url} ({type(exc).__name__})"
-            ) from exc
+            ) as response,
+        ):
+            raw = await response.read()
+            if response.status != 200:
+                raise self._vendor.status_error(response.status, raw, response.headers)
         try:
             body = json.loads(raw)
         except ValueError as exc:
@@ -137,41 +147,3 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
         raise errors.Unavailable(f"ElevenLabs' audio could not be decoded ({exc})") from exc
     pcm = np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, np.int16)
     return pcm, int(rate)
-
-
-def _status_error(status: int, raw: bytes, headers: Any) -> errors.ServiceError:
-    detail = _detail(raw)
-    if status == 401:
-        return errors.Unauthenticated(
-            f"ElevenLabs rejected the API key (ELEVENLABS_API_KEY): {detail}"
-        )
-    if status == 429:
-        retry_after = headers.get("Retry-After")
-        try:
-            retry_s = float(retry_after) if retry_after else None
-        except ValueError:
-            retry_s = None
-        return errors.ResourceExhausted(
-            f"ElevenLabs rate or quota limit reached: {detail}", retry_after_s=retry_s
-        )
-    if status in (400, 422):
-        return errors.InvalidArgument(f"ElevenLabs refused the request: {detail}")
-    return errors.Unavailable(f"ElevenLabs answered HTTP {status}: {detail}")
-
-
-def _detail(raw: bytes) -> str:
-    """The human part of an ElevenLabs error body (``{"detail": ...}``), shortened."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return raw[:200].decode("utf-8", "replace") or "no details"
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    if isinstance(detail, dict):
-        text = detail.get("message") or detail.get("status") or json.dumps(detail)
-    elif isinstance(detail, list):  # FastAPI validation errors
-        text = "; ".join(
-            str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail
-        )
-    else:
-        text = str(detail)
-    return text[:300]
