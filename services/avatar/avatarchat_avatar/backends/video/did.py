@@ -23,7 +23,9 @@ from typing import Any
 import aiohttp
 
 from avatarchat import errors, log
+from avatarchat.backoff import Backoff
 from avatarchat.v1 import events_pb2
+from avatarchat.vendor_http import Vendor, describe
 from avatarchat_avatar.config import DidConfig
 from avatarchat_avatar.speech import Speech
 from avatarchat_avatar.video import RenderedVideo, probe_mp4
@@ -33,6 +35,21 @@ _log = log.get("avatarchat.avatar.did")
 MAX_VIDEO_BYTES = 200 * 1024 * 1024
 _RETRYABLE_POLL_STATUSES = {429, 500, 502, 503, 504}
 
+DID = Vendor(
+    "D-ID",
+    key_setting="DID_API_KEY",
+    timeout_setting="AVATARCHAT_DID_TIMEOUT_S",
+    url_setting="AVATARCHAT_DID_BASE_URL",
+    statuses={
+        402: (
+            errors.ResourceExhausted,
+            "the {vendor} account has run out of credits ({detail}); top it up or switch "
+            "AVATARCHAT_AVATAR_VIDEO back to local",
+        )
+    },
+    transport_errors=(aiohttp.ClientError,),
+)
+
 
 class DidVideo:
     name = "did"
@@ -40,6 +57,7 @@ class DidVideo:
     def __init__(self, config: DidConfig, session: aiohttp.ClientSession) -> None:
         self._config = config
         self._session = session
+        self._vendor = DID.using(base_url=config.base_url)
 
     async def load(self) -> None:
         """Nothing to load: the first clip reaches the API."""
@@ -47,17 +65,11 @@ class DidVideo:
 
     async def render(self, speech: Speech, timeline: events_pb2.Timeline) -> RenderedVideo:
         wav = await asyncio.to_thread(speech.wav_bytes)
-        try:
-            async with asyncio.timeout(self._config.timeout_s):
-                audio_url = await self._upload(wav)
-                talk_id = await self._create(audio_url)
-                talk = await self._wait(talk_id)
-                data = await self._download(str(talk["result_url"]))
-        except TimeoutError as exc:
-            raise errors.DeadlineExceeded(
-                f"D-ID did not finish the video within {self._config.timeout_s:g} s "
-                "(AVATARCHAT_DID_TIMEOUT_S)"
-            ) from exc
+        async with self._vendor.call(timeout_s=self._config.timeout_s, doing="making the video"):
+            audio_url = await self._upload(wav)
+            talk_id = await self._create(audio_url)
+            talk = await self._wait(talk_id)
+            data = await self._download(str(talk["result_url"]))
         video = await asyncio.to_thread(probe_mp4, data)
         duration_s = talk.get("duration")
         if isinstance(duration_s, int | float) and duration_s > 0 and not video.duration_ms:
@@ -79,7 +91,7 @@ class DidVideo:
         form.add_field("audio", wav, filename="clip.wav", content_type="audio/wav")
         status, payload = await self._call("POST", "/audios", data=form)
         if status not in (200, 201):
-            raise _status_error(status, payload, "uploading the audio")
+            raise self._vendor.status_error(status, payload, doing="uploading the audio")
         url = payload.get("url") if isinstance(payload, dict) else None
         if not isinstance(url, str) or not url:
             raise errors.Unavailable("D-ID stored the audio but its answer has no url")
@@ -94,7 +106,7 @@ class DidVideo:
         }
         status, payload = await self._call("POST", "/talks", json_body=body)
         if status not in (200, 201):
-            raise _status_error(status, payload, "creating the talk")
+            raise self._vendor.status_error(status, payload, doing="creating the talk")
         talk_id = payload.get("id") if isinstance(payload, dict) else None
         if not isinstance(talk_id, str) or not talk_id:
             raise errors.Unavailable("D-ID created a talk but its answer has no id")
@@ -102,17 +114,16 @@ class DidVideo:
         return talk_id
 
     async def _wait(self, talk_id: str) -> dict[str, Any]:
-        delay = self._config.poll_initial_s
+        backoff = Backoff(self._config.poll_initial_s, self._config.poll_max_s)
         started = time.perf_counter()
         while True:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._config.poll_max_s)
+            await backoff.wait()  # render's timeout bounds the polling
             status, talk = await self._call("GET", f"/talks/{talk_id}")
             if status in _RETRYABLE_POLL_STATUSES:
                 _log.warning("did.poll_retry", talk_id=talk_id, http_status=status)
                 continue
             if status != 200 or not isinstance(talk, dict):
-                raise _status_error(status, talk, f"checking talk {talk_id}")
+                raise self._vendor.status_error(status, talk, doing=f"checking talk {talk_id}")
             state = talk.get("status")
             if state == "done":
                 if not talk.get("result_url"):
@@ -142,26 +153,22 @@ class DidVideo:
         json_body: dict[str, Any] | None = None,
         data: aiohttp.FormData | None = None,
     ) -> tuple[int, Any]:
+        """One API request; a failure to reach D-ID is mapped by ``render``'s vendor call."""
         url = f"{self._config.base_url}{path}"
-        try:
-            async with self._session.request(
-                method,
-                url,
-                json=json_body,
-                data=data,
-                headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as response:
-                raw = await response.read()
-                try:
-                    payload = json.loads(raw) if raw else {}
-                except ValueError:
-                    payload = {"description": raw[:200].decode("utf-8", "replace")}
-                return response.status, payload
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise errors.Unavailable(
-                f"could not reach D-ID at {self._config.base_url} ({type(exc).__name__})"
-            ) from exc
+        async with self._session.request(
+            method,
+            url,
+            json=json_body,
+            data=data,
+            headers=self._headers(),
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as response:
+            raw = await response.read()
+            try:
+                payload = json.loads(raw) if raw else {}
+            except ValueError:
+                payload = {"description": raw[:200].decode("utf-8", "replace")}
+            return response.status, payload
 
     async def _download(self, url: str) -> bytes:
         try:
@@ -186,29 +193,4 @@ class DidVideo:
 
 def _describe(error: Any) -> str:
     """D-ID errors look like ``{"kind": "...", "description": "..."}``."""
-    if isinstance(error, dict):
-        kind = error.get("kind") or error.get("message") or ""
-        description = error.get("description") or error.get("details") or ""
-        text = f"{kind}: {description}" if kind and description else (kind or description)
-        return str(text)[:300] or "no details"
-    return str(error)[:300] if error else "no details"
-
-
-def _status_error(status: int, payload: Any, doing: str) -> errors.ServiceError:
-    detail = _describe(payload)
-    if status == 401:
-        return errors.Unauthenticated(
-            f"D-ID rejected the API key (DID_API_KEY) while {doing}: {detail}"
-        )
-    if status == 403:
-        return errors.PermissionDenied(f"D-ID refused access while {doing}: {detail}")
-    if status == 402:
-        return errors.ResourceExhausted(
-            f"the D-ID account has run out of credits ({detail}); top it up or switch "
-            "AVATARCHAT_AVATAR_VIDEO back to local"
-        )
-    if status == 429:
-        return errors.ResourceExhausted(f"D-ID rate limit reached while {doing}: {detail}")
-    if status == 400:
-        return errors.InvalidArgument(f"D-ID refused the request while {doing}: {detail}")
-    return errors.Unavailable(f"D-ID answered HTTP {status} while {doing}: {detail}")
+    return describe(error) or "no details"
