@@ -14,6 +14,8 @@ from nats.aio.client import Client as NATS
 
 from avatarchat import bus
 from avatarchat.v1 import avatar_pb2, events_pb2
+from avatarchat_edge.app import NATS as NATS_LINK
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -93,12 +95,12 @@ async def test_each_sentence_becomes_a_clip_in_order(
     await ws.send_json({"type": "text", "text": "hi"})
     done = (await helpers.until(ws, "reply.done"))[-1]
     assert done["clips"] == 2
-    await _eventually(lambda: len(avatar.servicer.clips) == 2)
+    await eventually(lambda: len(avatar.servicer.clips) == 2)
     llm.servicer.pieces = ["Dr. Smith says", " pi is 3.", "14... Really", "! Bye."]
     await ws.send_json({"type": "text", "text": "again"})
     done2 = (await helpers.until(ws, "reply.done"))[-1]
     assert done2["clips"] == 3
-    await _eventually(lambda: len(avatar.servicer.clips) == 5)
+    await eventually(lambda: len(avatar.servicer.clips) == 5)
     clips = avatar.servicer.clips
     assert [(c.seq, c.text) for c in clips] == [
         (1, "Hello there."),
@@ -112,17 +114,10 @@ async def test_each_sentence_becomes_a_clip_in_order(
     assert not any(c.speech_only for c in clips)
     # A new turn first cancels whatever the previous one still had pending, on every avatar
     # process: the cancel is broadcast on NATS, not sent to one pod.
-    await _eventually(lambda: len(cancels) == 1)
+    await eventually(lambda: len(cancels) == 1)
     assert cancels[0][0] == bus.cancel_subject(sid) and cancels[0][1].session_id == sid
     assert avatar.servicer.cancels == []
     await ws.close()
-
-
-async def _eventually(condition: Any, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 async def test_the_first_clip_starts_before_the_reply_ends(
@@ -133,11 +128,7 @@ async def test_the_first_clip_starts_before_the_reply_ends(
     llm.servicer.hold = asyncio.Event()
     ws, _ = await helpers.connect(clip_edge)
     await ws.send_json({"type": "text", "text": "ramble"})
-    for _ in range(200):
-        if avatar.servicer.clips:
-            break
-        await asyncio.sleep(0.02)
-    assert avatar.servicer.clips, "no clip while the reply was still streaming"
+    await eventually(lambda: bool(avatar.servicer.clips), what="a clip while the reply streams")
     assert avatar.servicer.clips[0].text == "Well" + "".join(words[:11])  # ~12 words
     llm.servicer.hold.set()
     done = (await helpers.until(ws, "reply.done"))[-1]
@@ -157,7 +148,7 @@ async def test_avatar_off_and_speech_only(clip_edge: TestClient, avatar: Any, he
     assert frame["avatar"] is True and frame["video"] is False
     await ws.send_json({"type": "text", "text": "hi"})
     await helpers.until(ws, "reply.done")
-    await _eventually(lambda: len(avatar.servicer.clips) == 2)
+    await eventually(lambda: len(avatar.servicer.clips) == 2)
     assert all(c.speech_only for c in avatar.servicer.clips)
     await ws.close()
 
@@ -168,10 +159,10 @@ async def test_interrupt_cancels_the_clips(
     llm.servicer.hold = asyncio.Event()
     ws, hello = await helpers.connect(clip_edge)
     await ws.send_json({"type": "text", "text": "talk"})
-    await _eventually(lambda: len(avatar.servicer.clips) == 1)  # "Hello there."
+    await eventually(lambda: len(avatar.servicer.clips) == 1)  # "Hello there."
     await ws.send_json({"type": "interrupt"})
     await helpers.until(ws, "reply.interrupted")
-    await _eventually(lambda: len(cancels) == 1)
+    await eventually(lambda: len(cancels) == 1)
     subject, cancel = cancels[0]
     assert subject == bus.cancel_subject(hello["session_id"])
     assert (cancel.session_id, cancel.turn_id) == (hello["session_id"], "")
@@ -310,7 +301,7 @@ async def test_no_event_is_lost_when_nats_restarts_mid_clip(
     await nc.close()
 
     await asyncio.to_thread(fresh_nats_server.stop)
-    await asyncio.sleep(0.5)  # the edge notices and starts reconnecting
+    await eventually(lambda: not edge.app[NATS_LINK].connected, what="the edge noticing")
     await asyncio.to_thread(fresh_nats_server.start)
     nc = await nats.connect(fresh_nats_server.url)
     # Published while the edge may still be reconnecting: it must arrive anyway, once.

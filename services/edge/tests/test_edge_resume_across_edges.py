@@ -9,7 +9,6 @@ the real stream as the avatar service would.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from avatarchat import bus
 from avatarchat.nats_server import NatsServer, free_port
 from avatarchat.v1 import events_pb2
 from avatarchat_edge.sessions import SessionState
+from tests.waiting import eventually
 
 CLOSE_TAKEN_OVER = 4409
 
@@ -75,12 +75,6 @@ async def until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> list[dict[str
         assert frames[-1]["type"] != "error", frames[-1]
         if frames[-1]["type"] == kind:
             return frames
-
-
-async def eventually(condition: Any, within_s: float = 5.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not condition():  # noqa: ASYNC110 (a condition of another process's making)
-            await asyncio.sleep(0.02)
 
 
 async def publish_speech(nc: NATS, sid: str, clip_id: str, turn_id: str, seq: int) -> None:
@@ -191,9 +185,10 @@ async def test_a_session_survives_its_edge_being_killed(
                 return 0
             return SessionState.from_json(entry.value or b"").turns
 
-        async with asyncio.timeout(10):
-            while await stored_turns() < 1:  # noqa: ASYNC110 (another process writes it)
-                await asyncio.sleep(0.1)
+        async def checkpointed() -> bool:
+            return await stored_turns() >= 1
+
+        await eventually(checkpointed, within_s=10, every_s=0.1, what="the checkpoint")
         await eventually(lambda: len(avatar.servicer.clips) == first["clips"])
         edge_a.kill()
 

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from avatarchat.v1 import stt_pb2
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ async def test_speech_during_a_reply_interrupts_it(
     llm.servicer.hold = None
     done = await helpers.until(ws, "reply.done")
     assert done[-1]["turn_id"] != first["turn_id"]
-    await _wait_for(lambda: llm.servicer.cancelled == 1)
+    await eventually(lambda: llm.servicer.cancelled == 1)
     await ws.close()
 
 
@@ -150,7 +151,7 @@ async def test_audio_end_without_audio(voice_edge: TestClient, stt: Any, helpers
     await ws.send_json({"type": "audio.end"})
     assert (await helpers.receive(ws))["code"] == "no_audio_stream"
     # No stt stream is left running (it may not even have started).
-    await _wait_for(lambda: stt.servicer.cancelled == len(stt.servicer.configs))
+    await eventually(lambda: stt.servicer.cancelled == len(stt.servicer.configs))
     await ws.send_json({"type": "text", "text": "typing instead"})
     await helpers.until(ws, "reply.done")
     await ws.close()
@@ -251,10 +252,3 @@ async def test_audio_frame_flood_stops_the_stream(
     frames = await helpers.until(ws, "reply.done")
     assert [f for f in frames if f["type"] == "error"] == []
     await ws.close()
-
-
-async def _wait_for(condition: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)

@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from tests.waiting import eventually
+
 
 async def test_hello_then_a_streamed_reply(text_edge: TestClient, llm: Any, helpers: Any) -> None:
     ws, hello = await helpers.connect(text_edge)
@@ -53,7 +55,7 @@ async def test_interrupt_cancels_the_reply(text_edge: TestClient, llm: Any, help
     interrupted = frames[-1]
     assert interrupted["reason"] == "interrupt"
     assert interrupted["text"].startswith("Hello")
-    await _eventually(lambda: llm.servicer.cancelled == 1)
+    await eventually(lambda: llm.servicer.cancelled == 1)
     assert "reply.done" not in [f["type"] for f in frames]
 
     llm.servicer.hold = None  # the session still works
@@ -174,13 +176,6 @@ async def test_reply_failure_is_an_error_frame_with_the_turn(
     await ws.close()
 
 
-async def _eventually(condition: Any, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
-
-
 async def test_expired_sessions_are_forgotten_here_and_in_the_llm(
     make_edge: Any, llm: Any, helpers: Any
 ) -> None:
@@ -189,7 +184,7 @@ async def test_expired_sessions_are_forgotten_here_and_in_the_llm(
     await ws.send_json({"type": "text", "text": "remember this"})
     await helpers.until(ws, "reply.done")
     await ws.close()
-    await _eventually(lambda: llm.servicer.resets == [hello["session_id"]])
+    await eventually(lambda: llm.servicer.resets == [hello["session_id"]])
     ws2, _ = await helpers.connect(edge)
     await ws2.send_json({"type": "session.start", "session_id": hello["session_id"]})
     assert (await helpers.receive(ws2))["code"] == "unknown_session"
