@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -15,6 +14,7 @@ from avatarchat import errors
 from avatarchat.grpc_server import GrpcHost
 from avatarchat.nats_server import free_port
 from avatarchat.v1 import llm_pb2, llm_pb2_grpc
+from tests.waiting import eventually
 
 
 class ScriptedLlm(llm_pb2_grpc.LlmServiceServicer):
@@ -128,7 +128,8 @@ async def test_log_context_carries_session_and_rpc(host) -> None:
                 metadata=(("turn-id", "turn-9"),),
                 timeout=2,
             )
-        await asyncio.sleep(0.05)
+        # The summary line is logged once the response is on its way: wait for it.
+        await eventually(lambda: any(entry["event"] == "rpc.done" for entry in logs))
     ran = next(entry for entry in logs if entry["event"] == "handler.ran")
     assert ran["session_id"] == "sess-1"
     assert ran["turn_id"] == "turn-9"
