@@ -17,6 +17,7 @@ import pytest
 
 from avatarchat.nats_server import free_port
 from tests.processes import alive
+from tests.waiting import wait_until
 
 STOP_BUDGET_S = 5.0
 
@@ -130,8 +131,7 @@ def test_killed_supervisor_takes_its_children_along(stack: RunningStack) -> None
 def test_services_stop_within_their_grace_when_nats_died_first(stack: RunningStack) -> None:
     nats = stack.pid_of("nats-server")
     os.kill(nats, signal.SIGKILL)
-    while alive(nats):
-        time.sleep(0.01)
+    wait_until(lambda: not alive(nats), what="nats-server's death")
     os.killpg(stack.proc.pid, signal.SIGTERM)
     gone = stack.watch_until_gone(STOP_BUDGET_S)
     assert max(gone.values()) <= STOP_BUDGET_S, gone

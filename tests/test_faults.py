@@ -139,7 +139,8 @@ async def test_stt_killed_mid_utterance(stack: Stack, client: Client) -> None:
     half = len(pcm16) // 2 // 640 * 640
     for i in range(0, half, 640):
         await client.ws.send_bytes(pcm16[i : i + 640])
-    await asyncio.sleep(0.3)  # the stream is open at the stt service
+    # A partial transcript shows the stream is open at the stt service and decoding.
+    await client.until("transcript.partial", within_s=30)
     killed = kill(stack, "stt")
     frames = await client.until("error", within_s=10)
     waited = time.monotonic() - killed
