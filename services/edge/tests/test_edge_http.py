@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+
+from tests.waiting import eventually
 
 
 async def test_healthz(text_edge: TestClient) -> None:
@@ -50,12 +51,12 @@ async def test_readyz_needs_nats_when_used(make_edge: Any, llm: Any, nats_server
             "AVATARCHAT_NATS_URL": nats_server.url,
         }
     )
-    for _ in range(100):
-        response = await up.get("/readyz")
-        if response.status == 200:
-            break
-        await asyncio.sleep(0.05)
-    assert response.status == 200
+
+    async def ready() -> bool:
+        return (await up.get("/readyz")).status == 200
+
+    await eventually(ready, what="/readyz once NATS is connected")
+    response = await up.get("/readyz")
     assert (await response.json())["checks"]["nats"] == "connected"
 
 
