@@ -7,14 +7,7 @@ import itertools
 import pytest
 
 from avatarchat_edge.limits import TokenBucket, retry_after_ms
-
-
-class Clock:
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import ManualClock as Clock
 
 
 def passes(bucket: TokenBucket, takes: int) -> int:

@@ -17,16 +17,9 @@ from avatarchat_edge.protocol import ErrorCode, ProtocolError
 from avatarchat_edge.resume import SessionCustody
 from avatarchat_edge.session_store import SessionClaims, SessionStore
 from avatarchat_edge.sessions import Session, SessionRegistry
+from tests.clocks import ManualClock as Clock
 
 TTL_S = 60.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Socket:

@@ -6,16 +6,9 @@ import pytest
 
 from avatarchat_edge.limits import TokenBucket
 from avatarchat_edge.sessions import Session, SessionRegistry, SessionState
+from tests.clocks import ManualClock as Clock
 
 TTL_S = 60.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Socket:

@@ -5,14 +5,7 @@ from __future__ import annotations
 from avatarchat.v1 import events_pb2
 from avatarchat_edge.nats_link import NatsLink
 from avatarchat_edge.worker_watch import WorkerWatch
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import ManualClock as Clock
 
 
 def beat(worker: str, interval_ms: int = 500) -> events_pb2.WorkerHeartbeat:
@@ -30,7 +23,7 @@ def track(watch: WorkerWatch, clip: str, worker: str, *, seq: int = 1, speech_on
 
 
 def test_a_worker_that_keeps_beating_keeps_its_clips() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     track(watch, "c1", "w1")
     for _ in range(20):
@@ -41,7 +34,7 @@ def test_a_worker_that_keeps_beating_keeps_its_clips() -> None:
 
 
 def test_a_silent_worker_loses_its_clips_after_three_intervals() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     watch.heard(beat("w1"))
     watch.heard(beat("w2"))
@@ -60,7 +53,7 @@ def test_a_silent_worker_loses_its_clips_after_three_intervals() -> None:
 
 
 def test_the_interval_comes_from_the_heartbeat() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     watch.heard(beat("slow", interval_ms=2000))
     track(watch, "c1", "slow")
@@ -71,7 +64,7 @@ def test_the_interval_comes_from_the_heartbeat() -> None:
 
 
 def test_a_worker_never_heard_counts_from_the_request() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     track(watch, "c1", "ghost")
     clock.now += 1.4
@@ -81,7 +74,7 @@ def test_a_worker_never_heard_counts_from_the_request() -> None:
 
 
 def test_the_last_event_settles_a_clip() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     track(watch, "video", "w1")
     track(watch, "speech", "w1", seq=2, speech_only=True)
@@ -96,7 +89,7 @@ def test_the_last_event_settles_a_clip() -> None:
 
 
 def test_silence_while_nats_is_down_proves_nothing() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     watch.heard(beat("w1"))
     track(watch, "c1", "w1")
@@ -114,7 +107,7 @@ def test_silence_while_nats_is_down_proves_nothing() -> None:
 
 
 def test_an_avatar_without_heartbeats_is_not_watched() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     watch = watch_with(clock)
     track(watch, "c1", "")
     clock.now += 60
