@@ -2,7 +2,8 @@
 
 aiohttp parses the ``Range`` and ``If-None-Match`` headers (``request.http_range``,
 ``request.if_none_match``). A range request gives 206 with ``Content-Range`` (416 when
-unsatisfiable) and reads only the chunks holding its bytes from the store (``object_range``);
+unsatisfiable) and reads only the chunks holding its bytes from the store (``object_range``),
+unless it asks for all of them (a media element's first ``bytes=0-``);
 ``ETag`` is the object's digest (``If-None-Match`` gives 304, ``If-Range`` with another tag the
 whole object); a HEAD request reads no chunk at all. Whole objects that were served recently
 are kept in a small LRU cache keyed by the object's unique id, and ranges of them are cut from
@@ -137,10 +138,11 @@ class MediaRoutes:
                 response.headers["Content-Range"] = _content_range(span, size)
             return response
         try:
-            if span is None:
+            if span is None or len(span) == size:  # e.g. a media element's "bytes=0-"
                 response.body = await self._whole(store, name, info.nuid)
             else:
                 response.body = await self._part(info, span)
+            if span is not None:
                 response.set_status(206)
                 response.headers["Content-Range"] = _content_range(span, size)
         except (NotFoundError, ObjectChanged):

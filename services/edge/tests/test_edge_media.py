@@ -196,6 +196,19 @@ async def test_the_whole_object_is_read_once_then_served_from_the_cache(
     assert received(media_edge) - before < 2 * OVERHEAD  # no chunk, only metadata
 
 
+async def test_a_range_of_the_whole_object_is_read_whole_and_cached(
+    media_edge: TestClient,
+) -> None:
+    """What a media element asks first ("bytes=0-") fills the cache, so its seeks cost nothing."""
+    whole = await media_edge.get("/clips/long.mp4", headers={"Range": "bytes=0-"})
+    assert whole.status == 206 and await whole.read() == LONG
+    assert whole.headers["Content-Range"] == f"bytes 0-{len(LONG) - 1}/{len(LONG)}"
+    before = received(media_edge)
+    seek = await media_edge.get("/clips/long.mp4", headers={"Range": "bytes=500000-500009"})
+    assert await seek.read() == LONG[500000:500010]
+    assert received(media_edge) - before < OVERHEAD
+
+
 async def test_head_and_not_modified_read_no_chunk(uncached_edge: TestClient) -> None:
     etag = (await uncached_edge.head("/clips/long.mp4")).headers["ETag"]
     before = received(uncached_edge)
