@@ -25,13 +25,13 @@ import statistics
 import time
 from typing import Any
 
+from avatarchat.inline_tags import parse_tags
 from avatarchat_avatar.backends.speech.piper import PiperSpeech
 from avatarchat_avatar.rendering.mp4 import compositor, frame_count, render_mp4
 from avatarchat_avatar.speech import Speech
 from avatarchat_avatar.timeline.build import build_timeline
 from avatarchat_avatar.timeline.lipsync import viseme_track
 from avatarchat_avatar.timeline.sync_quality import REFERENCE_SENTENCES, lipsync_lag_ms
-from avatarchat_avatar.timeline.tags import parse_tags
 
 
 def _synthesise(backend: PiperSpeech) -> tuple[list[Speech], list[float]]:

@@ -1,19 +1,26 @@
-"""Inline gesture tags in the text to speak: ``"[smile] Hello [nod] there"``.
+"""Inline gesture tags in a reply: the one grammar the edge and the avatar share.
 
-The llm may annotate its reply with tags in square brackets. They are taken out of the text
+The llm may annotate its reply: ``"[smile] Hello [nod] there"``. The edge cuts the reply into
+sentences without splitting or stranding a tag, and the avatar takes the tags out of the text
 before it reaches the voice (Piper would otherwise say "nod", and ``[[...]]`` is Piper's raw
-phoneme syntax), and become :class:`Tag` s positioned in the cleaned text.
+phoneme syntax); both read the text with the functions below, so they always agree on what is
+a tag and what is spoken.
 
-- ``[name]`` with a known name or alias (case-insensitive, spaces or hyphens allowed:
-  ``[Raise brows]``) becomes a tag; any other bracketed text (``[1]``, ``[citation needed]``)
-  and stray ``[`` or ``]`` are dropped silently.
-- Markdown-style actions ``*smiles*`` become tags the same way; other ``*emphasis*`` keeps its
-  words and adds a ``beat`` tag (the emphasised word gets a beat gesture). Stray ``*``, ``#``,
-  ``_``, ``~`` and backticks are dropped, since the voice would read them out ("asterisk").
+- ``[name]`` of at most ``MAX_BRACKET_CHARS`` characters, with a gesture name or alias
+  (case-insensitive, spaces or hyphens allowed: ``[Raise brows]``), becomes a tag; any other
+  bracketed text that short (``[1]``, ``[citation needed]``) is dropped silently. A longer
+  bracket is not a tag: its brackets are dropped and its words are spoken.
+- Markdown-style actions ``*smiles*`` (at most ``MAX_STAR_CHARS`` characters between the stars,
+  on one line) become tags the same way; other ``*emphasis*`` keeps its words and adds a
+  ``beat`` tag (the emphasised word gets a beat gesture). Stray ``*``, ``#``, ``_``, ``~`` and
+  backticks are dropped, since the voice would read them out ("asterisk").
 - Whitespace is collapsed to single spaces and the result is stripped.
 
 ``Tag.char_index`` is the index in the cleaned text of the first character after the tag (the
 start of the word it precedes), or ``len(text)`` for a tag at the end.
+
+``GESTURES`` are the gesture names a timeline may contain (docs/timeline.md); the avatar's
+gesture catalogue gives each its timing.
 """
 
 from __future__ import annotations
@@ -21,7 +28,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from avatarchat_avatar.timeline.catalogue import GESTURES
+MAX_BRACKET_CHARS = 40
+"""The longest ``[label]``, brackets excluded; the longest alias has 20 characters."""
+MAX_STAR_CHARS = 80
+"""The longest ``*action*`` or ``*emphasis*``, stars excluded."""
+
+COUNT_GESTURES = tuple(f"count_{n}" for n in range(1, 6))
+GESTURES: tuple[str, ...] = (
+    "wave",
+    "nod",
+    "shake",
+    "head_tilt",
+    "brow_raise",
+    "beat",
+    *COUNT_GESTURES,
+    "open_hands",
+    "shrug",
+    "smile",
+    "blink",
+)
+"""Every gesture name a timeline may contain."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +120,8 @@ _ALIASES: dict[str, str] = {
 }
 
 _MARKUP = re.compile(
-    r"\[(?P<bracket>[^\[\]]{0,64})\]"  # [tag], without nesting
-    r"|\*{1,2}(?P<star>[^*\n]{1,80}?)\*{1,2}"  # *action* or *emphasis* / **emphasis**
+    rf"\[(?P<bracket>[^\[\]]{{0,{MAX_BRACKET_CHARS}}})\]"  # [tag], without nesting
+    rf"|\*{{1,2}}(?P<star>[^*\n]{{1,{MAX_STAR_CHARS}}}?)\*{{1,2}}"  # *action*, *emphasis*, **…**
 )
 _STRAY = re.compile(r"[\[\]*#_~`]")
 _WHITESPACE = re.compile(r"\s+")
@@ -125,6 +151,47 @@ def parse_tags(text: str) -> tuple[str, list[Tag]]:
             out.append(" ")  # "Hello[nod]there" is two words
     out.append(text[position:])
     return out.result()
+
+
+def says_something(text: str) -> bool:
+    """Whether ``text`` has words to speak once its tags are out (a letter or a digit)."""
+    spoken, _ = parse_tags(text)
+    return any(c.isalnum() for c in spoken)
+
+
+def markup_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of every complete ``[label]`` and ``*star*`` in ``text``."""
+    return [match.span() for match in _MARKUP.finditer(text)]
+
+
+def silent_markup_end(text: str, position: int) -> int | None:
+    """The end of the markup at ``position`` if it speaks no words (a tag, a dropped bracket)."""
+    match = _MARKUP.match(text, position)
+    if match is None or says_something(match.group()):
+        return None
+    return match.end()
+
+
+def open_markup_start(text: str) -> int | None:
+    """Where an unfinished ``[label`` or ``*star`` that ends ``text`` begins, else None.
+
+    For text that is still streaming in: what follows may close it into a tag, so a cut should
+    neither fall inside it nor be decided before it closes (or can no longer close).
+    """
+    spans = markup_spans(text)
+    for opener in re.finditer(r"[\[*]", text):
+        start = opener.start()
+        if any(a <= start < b for a, b in spans):
+            continue
+        rest = text[start + 1 :]
+        if opener.group() == "[":
+            if "]" not in rest and "[" not in rest and len(rest) <= MAX_BRACKET_CHARS:
+                return start
+        else:
+            body = rest.removeprefix("*")
+            if "*" not in body and "\n" not in body and len(body) <= MAX_STAR_CHARS:
+                return start
+    return None
 
 
 class _CleanText:

@@ -1,11 +1,25 @@
-"""Inline gesture tags: honoured, positioned in the cleaned text, never spoken."""
+"""Inline gesture tags: honoured, positioned in the cleaned text, never spoken.
+
+The edge's sentence splitter and the avatar both read tags with this grammar; the test that
+runs one's output through the other is in services/edge/tests/test_edge_sentences.py.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from avatarchat_avatar.timeline.catalogue import GESTURES
-from avatarchat_avatar.timeline.tags import Tag, gesture_for, parse_tags
+from avatarchat.inline_tags import (
+    GESTURES,
+    MAX_BRACKET_CHARS,
+    MAX_STAR_CHARS,
+    Tag,
+    gesture_for,
+    markup_spans,
+    open_markup_start,
+    parse_tags,
+    says_something,
+    silent_markup_end,
+)
 
 
 def test_issue_example() -> None:
@@ -98,3 +112,60 @@ def test_space_before_punctuation_left_by_a_tag_is_removed() -> None:
         "Really, yes.",
         [Tag("nod", 6), Tag("smile", 11)],
     )
+
+
+def test_a_bracket_is_a_tag_up_to_the_limit_and_text_beyond() -> None:
+    label = "smile" + " " * (MAX_BRACKET_CHARS - 5)
+    assert parse_tags(f"Hi [{label}] there") == ("Hi there", [Tag("smile", 3)])
+    aside = "x" * MAX_BRACKET_CHARS
+    assert parse_tags(f"Hi [{aside}] there") == ("Hi there", [])
+    assert parse_tags(f"Hi [{aside}y] there") == (f"Hi {aside}y there", [])
+
+
+def test_a_star_is_markup_up_to_the_limit_and_text_beyond() -> None:
+    words = "a" * MAX_STAR_CHARS
+    assert parse_tags(f"*{words}*") == (words, [Tag("beat", 0)])
+    assert parse_tags(f"*{words}b*") == (f"{words}b", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("*smiles*", False),
+        ("[wave] [smile]", False),
+        ("[citation needed].", False),
+        ("*really*", True),
+        ("[nod] Yes.", True),
+        (f"[{'x' * (MAX_BRACKET_CHARS + 1)}]", True),
+    ],
+)
+def test_says_something(text: str, expected: bool) -> None:
+    assert says_something(text) is expected
+
+
+def test_markup_spans_and_silent_markup() -> None:
+    text = "Hi [wave] *really* there *nods*"
+    assert markup_spans(text) == [(3, 9), (10, 18), (25, 31)]
+    assert silent_markup_end(text, 3) == 9  # a gesture
+    assert silent_markup_end(text, 10) is None  # emphasis speaks its word
+    assert silent_markup_end(text, 25) == 31
+    assert silent_markup_end("[1] ok", 0) == 3  # dropped, so silent too
+    assert silent_markup_end(text, 0) is None  # no markup there
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello [wa", 6),
+        ("Hello *smi", 6),
+        ("Hello **", 6),
+        ("Hello [wave] there", None),
+        ("Hello *nods* there", None),
+        ("Hello *star\nnext line", None),  # a star does not span lines
+        (f"Hello [{'x' * (MAX_BRACKET_CHARS + 1)}", None),  # too long to close into a tag
+        (f"Hello *{'y' * (MAX_STAR_CHARS + 1)}", None),
+        ("[wave] then [smi", 12),
+    ],
+)
+def test_open_markup_start(text: str, expected: int | None) -> None:
+    assert open_markup_start(text) == expected

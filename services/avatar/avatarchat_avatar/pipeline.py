@@ -19,13 +19,13 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from avatarchat import bus, errors, log
+from avatarchat.inline_tags import parse_tags
 from avatarchat.v1 import avatar_pb2, events_pb2
 from avatarchat_avatar import publisher as events
 from avatarchat_avatar.ordering import OrderedEvents
 from avatarchat_avatar.publisher import ClipIdentity, Publisher
 from avatarchat_avatar.speech import SpeechBackend
 from avatarchat_avatar.timeline.build import build_timeline
-from avatarchat_avatar.timeline.tags import parse_tags
 from avatarchat_avatar.video import VideoBackend
 
 _log = log.get("avatarchat.avatar.pipeline")

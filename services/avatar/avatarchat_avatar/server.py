@@ -12,9 +12,9 @@ import unicodedata
 import grpc
 
 from avatarchat import errors, log
+from avatarchat.inline_tags import parse_tags
 from avatarchat.v1 import avatar_pb2, avatar_pb2_grpc
 from avatarchat_avatar.pipeline import ClipPipeline
-from avatarchat_avatar.timeline.tags import parse_tags
 
 _log = log.get("avatarchat.avatar.server")
 
@@ -22,7 +22,11 @@ SERVICE_NAME = avatar_pb2.DESCRIPTOR.services_by_name["AvatarService"].full_name
 
 
 def clean_text(text: str, max_chars: int) -> str:
-    """Validates a sentence: not blank, not too long; control characters become spaces."""
+    """Validates a sentence: not too long, not blank once its inline tags are out.
+
+    Control characters become spaces. Tags follow ``avatarchat.inline_tags``, the grammar the
+    edge cuts sentences with, so no sentence from the edge is only tags.
+    """
     if len(text) > max_chars:
         raise errors.InvalidArgument(
             f"text is {len(text)} characters long; the limit is {max_chars} "
@@ -31,6 +35,9 @@ def clean_text(text: str, max_chars: int) -> str:
     cleaned = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text).strip()
     if not cleaned:
         raise errors.InvalidArgument("text is empty; send the sentence to speak")
+    spoken, _ = parse_tags(cleaned)
+    if not spoken.strip():
+        raise errors.InvalidArgument("text has nothing to say once its gesture tags are removed")
     return cleaned
 
 
@@ -58,11 +65,6 @@ class AvatarServicer(avatar_pb2_grpc.AvatarServiceServicer):
         session_id = errors.require_id("session_id", request.session_id)
         turn_id = errors.require_id("turn_id", request.turn_id)
         text = clean_text(request.text, self._max_text_chars)
-        spoken, _ = parse_tags(text)
-        if not spoken.strip():
-            raise errors.InvalidArgument(
-                "text has nothing to say once its gesture tags are removed"
-            )
         pipeline = self.pipeline
         voice = request.voice.strip() or None
         if voice is not None and voice not in pipeline.speech.voices():

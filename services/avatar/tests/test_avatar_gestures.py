@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 
+from avatarchat.inline_tags import Tag, parse_tags
 from avatarchat_avatar.rendering.motion import MOTIONS
 from avatarchat_avatar.timeline.catalogue import GESTURES
 from avatarchat_avatar.timeline.gestures import Gesture, _blinks, plan_gestures
-from avatarchat_avatar.timeline.tags import Tag, parse_tags
 from avatarchat_avatar.timeline.words import Word
 
 WORD_MS = 400.0

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from avatarchat.inline_tags import parse_tags
 from avatarchat.v1 import events_pb2
 from avatarchat_avatar.backends.speech.piper import PiperSpeech
 from avatarchat_avatar.rendering.character.geometry import MOUTH_ANCHOR
@@ -21,7 +22,6 @@ from avatarchat_avatar.speech import Speech
 from avatarchat_avatar.timeline.build import build_timeline
 from avatarchat_avatar.timeline.catalogue import GESTURES
 from avatarchat_avatar.timeline.lipsync import VISEMES
-from avatarchat_avatar.timeline.tags import parse_tags
 
 MOUTH = (
     slice(int(MOUTH_ANCHOR[1]) - 20, int(MOUTH_ANCHOR[1]) + 40),

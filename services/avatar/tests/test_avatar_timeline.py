@@ -8,12 +8,12 @@ import itertools
 import numpy as np
 import pytest
 
+from avatarchat.inline_tags import parse_tags
 from avatarchat_avatar.backends.speech.piper import PiperSpeech
 from avatarchat_avatar.speech import CharSpan, PhonemeSpan, Speech
 from avatarchat_avatar.timeline.build import build_timeline, viseme_spans
 from avatarchat_avatar.timeline.catalogue import GESTURES
 from avatarchat_avatar.timeline.lipsync import VISEMES
-from avatarchat_avatar.timeline.tags import parse_tags
 from avatarchat_avatar.timeline.words import word_timings
 
 

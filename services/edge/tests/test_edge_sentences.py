@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from avatarchat import errors
+from avatarchat.inline_tags import MAX_BRACKET_CHARS, MAX_STAR_CHARS, parse_tags
+from avatarchat_avatar.server import clean_text
 from avatarchat_edge.sentences import SentenceSplitter
 
 
@@ -108,5 +111,79 @@ def test_gesture_tags_alone_join_the_next_sentence() -> None:
         "[wave] Hello there!",
         "[nod] Yes.",
     ]
-    assert split("All done. [smile]") == ["All done."]  # a trailing tag is never spoken alone
     assert split("I [smile] agree.") == ["I [smile] agree."]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 3])
+def test_markdown_actions_alone_join_the_next_sentence(chunk: int) -> None:
+    assert split("*smiles*\nHello there.", chunk=chunk) == ["*smiles* Hello there."]
+    assert split("Hi. *smiles* How are you?", chunk=chunk) == ["Hi.", "*smiles* How are you?"]
+    assert split("*smiles*", chunk=chunk) == []
+    assert split("I am *really* glad.", chunk=chunk) == ["I am *really* glad."]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 3])
+def test_tags_after_the_last_sentence_stay_with_it(chunk: int) -> None:
+    assert split("All done. [smile]", chunk=chunk) == ["All done. [smile]"]
+    assert split("Nice to meet you! *smiles* [wave]", chunk=chunk) == [
+        "Nice to meet you! *smiles* [wave]"
+    ]
+    assert split("All done.\n[smile]", chunk=chunk) == ["All done.\n[smile]"]
+
+
+def test_a_boundary_followed_by_a_tag_waits_for_what_follows_it() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("Hello there! [wa") == []
+    assert splitter.feed("ve] ") == []
+    assert splitter.feed("How") == ["Hello there!"]
+    assert splitter.flush() == ["[wave] How"]
+
+
+def test_brackets_and_stars_too_long_for_a_tag_are_text() -> None:
+    assert split(f"[{'x' * MAX_BRACKET_CHARS}]") == []  # a bracket: dropped, never spoken
+    assert split(f"[{'x' * (MAX_BRACKET_CHARS + 1)}]") == [f"[{'x' * (MAX_BRACKET_CHARS + 1)}]"]
+    assert split(f"*{'y' * (MAX_STAR_CHARS + 1)}*") == [f"*{'y' * (MAX_STAR_CHARS + 1)}*"]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 4])
+def test_a_word_cut_never_splits_a_tag(chunk: int) -> None:
+    text = "one two [raise brows] three four five six seven"
+    pieces = split(text, chunk=chunk, first_max_words=3, max_words=3)
+    assert all(p.count("[") == p.count("]") for p in pieces)
+    assert " ".join(pieces) == text
+
+
+REPLIES = [
+    "*smiles* Hello there! How are you?",
+    "Nice to meet you. *smiles*",
+    "Great to see you [smile]. [wave] Bye now!",
+    "All done.\n[smile]",
+    "I am *really* glad. [nod] Yes. *shrugs*",
+    "Hmm. [thinking] [tilts head curiously] Let me see... okay. [Raise brows] Wow!",
+    f"[{'an aside ' * 5}] Then this, [nod] and that.",
+    f"*{'z' * (MAX_STAR_CHARS + 1)}* ok. *waves*",
+    "[citation needed] See the docs [1]. [smile]",
+    "First, [count] one thing, second, [two] another, and third, [three] one more thing to say.",
+]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 3, 7])
+@pytest.mark.parametrize("reply", REPLIES)
+def test_the_avatar_accepts_every_piece_and_sees_every_tag(reply: str, chunk: int) -> None:
+    """The edge's pieces, parsed as the avatar parses them, say and gesture the whole reply."""
+    pieces = split(reply, chunk=chunk, first_max_words=6, max_words=8)
+    assert pieces
+    for piece in pieces:
+        # No INVALID_ARGUMENT at GenerateClip, so no clip.failed at the client.
+        assert clean_text(piece, max_chars=1000).split() == piece.split()
+    parsed = [parse_tags(piece) for piece in pieces]
+    whole_spoken, whole_tags = parse_tags(reply)
+    assert [tag.name for _, tags in parsed for tag in tags] == [tag.name for tag in whole_tags]
+    assert " ".join(spoken for spoken, _ in parsed).split() == whole_spoken.split()
+
+
+@pytest.mark.parametrize("reply", ["*smiles*", "[wave] [smile]", "[1]", "*nods* *smiles*"])
+def test_a_reply_of_only_tags_makes_no_clip_on_either_side(reply: str) -> None:
+    assert split(reply, chunk=2) == []
+    with pytest.raises(errors.InvalidArgument, match="nothing to say"):
+        clean_text(reply, max_chars=1000)

@@ -3,6 +3,6 @@
 - ``build``: the timeline of one clip (``build_timeline``), as clients receive it;
 - ``lipsync``, ``graphemes``, ``words``: visemes and word timings from phonemes or characters;
 - ``catalogue``, ``gesture_rules``, ``gestures``: gesture names, the rules, the planner;
-- ``tags``: inline gesture tags in the text to speak;
+- inline gesture tags are parsed by the shared ``avatarchat.inline_tags``;
 - ``sync_quality``: measures of how well the mouth follows the audio.
 """

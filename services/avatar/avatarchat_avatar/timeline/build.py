@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from avatarchat.inline_tags import Tag
 from avatarchat.v1 import events_pb2
 from avatarchat_avatar.speech import Speech
 from avatarchat_avatar.timeline.gestures import plan_gestures
 from avatarchat_avatar.timeline.lipsync import VisemeSpan, viseme_track
-from avatarchat_avatar.timeline.tags import Tag
 from avatarchat_avatar.timeline.words import word_timings
 
 

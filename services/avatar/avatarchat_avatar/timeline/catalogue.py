@@ -1,28 +1,17 @@
 """The gesture catalogue: every gesture name a timeline may hold, and what each one needs.
 
-The planner (:mod:`avatarchat_avatar.timeline.gestures`), the inline-tag parser, the rig's motions
-and the browser manifest all read the names from here, so none of them depends on another to
-know what a gesture is. Per gesture it gives the default length, how far ahead of its word the
-gesture starts, and the body parts it needs alone.
+The planner (:mod:`avatarchat_avatar.timeline.gestures`), the rig's motions and the browser
+manifest read the names from here, so none of them depends on another to know what a gesture
+is. The names themselves are those of the inline-tag grammar the edge shares
+(:mod:`avatarchat.inline_tags`); this module adds, per gesture, the default length, how far
+ahead of its word the gesture starts, and the body parts it needs alone.
 """
 
 from __future__ import annotations
 
-COUNT_GESTURES = tuple(f"count_{n}" for n in range(1, 6))
-GESTURES: tuple[str, ...] = (
-    "wave",
-    "nod",
-    "shake",
-    "head_tilt",
-    "brow_raise",
-    "beat",
-    *COUNT_GESTURES,
-    "open_hands",
-    "shrug",
-    "smile",
-    "blink",
-)
-"""Every gesture name a timeline may contain."""
+from avatarchat.inline_tags import COUNT_GESTURES, GESTURES
+
+__all__ = ["CHANNELS", "COUNT_GESTURES", "DURATION_MS", "GESTURES", "LEAD_MS"]
 
 DURATION_MS: dict[str, float] = {
     "wave": 1500,
@@ -64,3 +53,7 @@ CHANNELS: dict[str, tuple[str, ...]] = {
     "shake": ("head",),
 }
 """Body parts a gesture needs alone; two gestures on one channel may not overlap."""
+
+_untimed = (set(GESTURES) ^ set(DURATION_MS)) | (set(GESTURES) ^ set(LEAD_MS))
+if _untimed or not set(CHANNELS) <= set(GESTURES):
+    raise RuntimeError(f"the gesture catalogue and the tag grammar disagree on {_untimed}")

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from avatarchat_avatar.timeline.tags import Tag
+from avatarchat.inline_tags import Tag
 from avatarchat_avatar.timeline.words import Word
 
 

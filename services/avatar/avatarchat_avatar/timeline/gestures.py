@@ -23,9 +23,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from avatarchat.inline_tags import Tag
 from avatarchat_avatar.timeline.catalogue import CHANNELS, COUNT_GESTURES, DURATION_MS, LEAD_MS
 from avatarchat_avatar.timeline.gesture_rules import RULES, Cue, tagged
-from avatarchat_avatar.timeline.tags import Tag
 from avatarchat_avatar.timeline.words import Word
 
 RULE_PRIORITY = ("wave", *COUNT_GESTURES, "shrug", "open_hands", "nod", "shake", "beat")
