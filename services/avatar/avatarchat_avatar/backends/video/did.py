@@ -89,12 +89,7 @@ class DidVideo:
         """Stores the clip's audio with D-ID; returns the URL a talk's script refers to."""
         form = aiohttp.FormData()
         form.add_field("audio", wav, filename="clip.wav", content_type="audio/wav")
-        status, payload = await self._call("POST", "/audios", data=form)
-        if status not in (200, 201):
-            raise self._vendor.status_error(status, payload, doing="uploading the audio")
-        url = payload.get("url") if isinstance(payload, dict) else None
-        if not isinstance(url, str) or not url:
-            raise errors.Unavailable("D-ID stored the audio but its answer has no url")
+        url = await self._post("/audios", "url", "uploading the audio", data=form)
         _log.info("did.audio_uploaded", bytes=len(wav))
         return url
 
@@ -104,14 +99,27 @@ class DidVideo:
             "script": {"type": "audio", "audio_url": audio_url},
             "config": {"result_format": "mp4"},
         }
-        status, payload = await self._call("POST", "/talks", json_body=body)
-        if status not in (200, 201):
-            raise self._vendor.status_error(status, payload, doing="creating the talk")
-        talk_id = payload.get("id") if isinstance(payload, dict) else None
-        if not isinstance(talk_id, str) or not talk_id:
-            raise errors.Unavailable("D-ID created a talk but its answer has no id")
+        talk_id = await self._post("/talks", "id", "creating the talk", json_body=body)
         _log.info("did.talk_created", talk_id=talk_id)
         return talk_id
+
+    async def _post(
+        self,
+        path: str,
+        field: str,
+        doing: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        data: aiohttp.FormData | None = None,
+    ) -> str:
+        """POSTs to ``path``; returns the string ``field`` of what D-ID made."""
+        status, payload = await self._call("POST", path, json_body=json_body, data=data)
+        if status not in (200, 201):
+            raise self._vendor.status_error(status, payload, doing=doing)
+        value = payload.get(field) if isinstance(payload, dict) else None
+        if not isinstance(value, str) or not value:
+            raise errors.Unavailable(f"D-ID's answer to {doing} has no {field}")
+        return value
 
     async def _wait(self, talk_id: str) -> dict[str, Any]:
         backoff = Backoff(self._config.poll_initial_s, self._config.poll_max_s)
