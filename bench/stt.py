@@ -347,9 +347,7 @@ async def run(addr: str, other_backends: tuple[str, ...] = OTHER_BACKENDS) -> di
                 texts, latency = await push_to_talk(stub, sets[name], PCM)
                 label = f"{variant}, {name} pcm"
                 rows[f"{label}: audio.end to final p50 (ms)"] = round(_percentile(latency, 0.5), 1)
-                rows[f"{label}: audio.end to final p95 (ms)"] = round(
-                    _percentile(latency, 0.95), 1
-                )
+                rows[f"{label}: audio.end to final p95 (ms)"] = round(_percentile(latency, 0.95), 1)
                 rows[f"{label}: WER streamed"] = _wer(sets[name], texts)
     return rows
 
