@@ -176,7 +176,7 @@ class WhisperBackend(Backend):
         self._clock = clock
         self._model: Any = None
         self._multilingual = False
-        self._tokenizers: dict[str, Any] = {}
+        self._tokenizers: dict[str, tuple[Any, list[int]]] = {}
         self._workers = threading.BoundedSemaphore(config.concurrency)
         self.model = "whisper"
 
@@ -247,11 +247,12 @@ class WhisperBackend(Backend):
                 raise Interrupted
             audio = pcm.astype(np.float32) / 32768.0
             language = language if self._multilingual else "en"
+            # the mel frames the feature extractor will make (one per hop, plus its padding's)
+            window = self.window_frames(audio.size // model.feature_extractor.hop_length + 1)
+            if window is None:  # faster-whisper computes its own features for 30 s windows
+                return self._transcribe(model, audio, language, beam_size, interrupted)
             features = model.feature_extractor(audio)
-            window = self.window_frames(features.shape[-1])
-            if window is not None:
-                return self._generate(model, features, window, language, beam_size)
-            return self._transcribe(model, audio, language, beam_size, interrupted)
+            return self._generate(model, features, window, language, beam_size)
         finally:
             self._workers.release()
 
@@ -262,16 +263,19 @@ class WhisperBackend(Backend):
         needed = -(-(frames + TAIL_FRAMES) // FRAMES_PER_S) * FRAMES_PER_S
         return max(self.config.window_s * FRAMES_PER_S, needed)
 
-    def _tokenizer(self, model: Any, language: str) -> Any:
-        tokenizer = self._tokenizers.get(language)
-        if tokenizer is None:
+    def _tokenizer(self, model: Any, language: str) -> tuple[Any, list[int]]:
+        """The tokenizer for ``language`` and the tokens a decode suppresses, made once."""
+        cached = self._tokenizers.get(language)
+        if cached is None:
             from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
 
             tokenizer = Tokenizer(
                 model.hf_tokenizer, self._multilingual, task="transcribe", language=language
             )
-            self._tokenizers[language] = tokenizer
-        return tokenizer
+            cached = tokenizer, list(get_suppressed_tokens(tokenizer, [-1]))
+            self._tokenizers[language] = cached
+        return cached
 
     def _generate(
         self, model: Any, features: np.ndarray, window: int, language: str, beam_size: int
@@ -279,9 +283,8 @@ class WhisperBackend(Backend):
         """One window, decoded as faster-whisper decodes one: greedy or beam at temperature 0,
         no timestamps, nothing conditioned on earlier text, dropped when it is no speech."""
         import ctranslate2
-        from faster_whisper.transcribe import get_suppressed_tokens
 
-        tokenizer = self._tokenizer(model, language)
+        tokenizer, suppressed = self._tokenizer(model, language)
         padded = np.zeros((1, features.shape[0], window), dtype=np.float32)
         padded[0, :, : features.shape[-1]] = features
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
@@ -293,7 +296,7 @@ class WhisperBackend(Backend):
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+            suppress_tokens=suppressed,
         )
         tokens = [token for token in result.sequences_ids[0] if token < tokenizer.eot]
         # faster-whisper's rule: no speech, unless the text is likely enough despite it.
