@@ -145,6 +145,28 @@ async def close(nc: NATS, timeout_s: float = 1.0) -> None:
             await nc.close()
     except (OSError, TimeoutError) as exc:  # flushing what was buffered for a gone server
         _log.warning("nats.close_failed", error=str(exc) or type(exc).__name__)
+    finally:
+        await _end_reconnect_loop(nc, timeout_s)
+
+
+async def _end_reconnect_loop(nc: NATS, timeout_s: float) -> None:
+    """Cancels ``nc``'s reconnect loop until it has really ended, within ``timeout_s``.
+
+    nats.py's close cancels the loop once. On Python 3.11 ``asyncio.wait_for`` can swallow that
+    cancel when the connect it wraps fails at the same instant: the loop sees a refused
+    connection, catches it and tries the next server, forever, after the client said it was
+    closed; the process (or a test's event loop) then never ends. Cancelling again until the
+    task is done ends it.
+    """
+    task: asyncio.Task[None] | None = getattr(nc, "_reconnection_task", None)
+    if task is None or task is asyncio.current_task():
+        return
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not task.done() and asyncio.get_running_loop().time() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.05)
+    if not task.done():
+        _log.warning("nats.reconnect_loop_survived_close")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,9 @@
 """JetStream resources against a real nats-server."""
 
+import asyncio
+
+from nats.aio.client import Client as NATS
+
 from avatarchat import bus
 from avatarchat.nats_server import NatsServer
 
@@ -60,3 +64,56 @@ def test_object_names_and_subjects() -> None:
     assert not bus.cancel_subject("s-1").startswith(bus.EVENTS_SUBJECT_PREFIX)  # no stream
     with pytest.raises(ValueError, match="wav"):
         bus.clip_object("c1", "exe")
+
+
+async def _stop_and_wait_for_the_reconnect_loop(nc: NATS, server: NatsServer) -> None:
+    disconnected = asyncio.Event()
+    callback = nc._disconnected_cb
+
+    async def on_disconnected() -> None:  # called by the reconnect loop as it starts
+        disconnected.set()
+        if callback is not None:
+            await callback()
+
+    nc._disconnected_cb = on_disconnected
+    server.stop()
+    async with asyncio.timeout(10):
+        await disconnected.wait()
+
+
+async def test_close_ends_the_reconnect_loop_while_the_server_is_gone(
+    fresh_nats_server: NatsServer,
+) -> None:
+    nc = await bus.connect(fresh_nats_server.url, "test")
+    await _stop_and_wait_for_the_reconnect_loop(nc, fresh_nats_server)
+    task = nc._reconnection_task
+    assert task is not None and not task.done()
+    await bus.close(nc)
+    assert nc.is_closed and task.done()
+
+
+async def test_close_ends_a_reconnect_loop_that_swallowed_the_cancel(
+    fresh_nats_server: NatsServer,
+) -> None:
+    """Python 3.11's wait_for can swallow the cancel of a connect that fails at that instant;
+    the loop then carries on as though nothing happened, and close must still end it."""
+    nc = await bus.connect(fresh_nats_server.url, "test")
+    select_next_server = nc._select_next_server
+    swallowed: list[bool] = []
+
+    async def swallowing_once() -> None:
+        while True:
+            try:
+                await select_next_server()
+                return
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed.append(True)  # as wait_for does: the cancel is lost
+
+    nc._select_next_server = swallowing_once  # type: ignore[method-assign]
+    await _stop_and_wait_for_the_reconnect_loop(nc, fresh_nats_server)
+    task = nc._reconnection_task
+    assert task is not None
+    await bus.close(nc)
+    assert swallowed and task.done()
