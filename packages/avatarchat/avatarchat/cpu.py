@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -60,3 +61,19 @@ def cpu_budget(root: Path = CGROUP_ROOT) -> int:
 def default_threads(reserve: int = 1, root: Path = CGROUP_ROOT) -> int:
     """Threads for a compute pool: the CPU budget minus ``reserve`` for everything else, >= 1."""
     return max(1, cpu_budget(root) - reserve)
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Raises the calling thread's nice value to ``nice`` (never lowers it; no privilege needed).
+
+    On Linux a nice value belongs to a thread, and threads it starts inherit it, so a pool
+    initializer that calls this puts the whole pool's work behind everything at nice 0 in the
+    same cgroup: in one pod or on one machine, the llm engine and the speech go first and the
+    renderer takes the CPU they leave. Across pods the CPU requests decide instead.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    current = os.getpriority(os.PRIO_PROCESS, tid)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)

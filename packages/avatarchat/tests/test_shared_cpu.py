@@ -1,8 +1,11 @@
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from avatarchat.cpu import cgroup_quota, cpu_budget, default_threads
+from avatarchat.cpu import cgroup_quota, cpu_budget, default_threads, lower_thread_priority
 
 
 def _v2(tmp_path: Path, text: str) -> Path:
@@ -54,3 +57,28 @@ def test_budget_follows_affinity(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1})
     assert default_threads(root=tmp_path) == 1
     assert default_threads(reserve=0, root=tmp_path) == 2
+
+
+def _own_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_lower_thread_priority_is_per_thread_and_only_ever_lowers_it() -> None:
+    main = _own_nice()
+
+    def niced(nice: int) -> tuple[int, int]:
+        lower_thread_priority(nice)
+        first = _own_nice()
+        lower_thread_priority(nice - 3)  # asking for a higher priority changes nothing
+        return first, _own_nice()
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(niced, main + 7).result() == (main + 7, main + 7)
+    assert _own_nice() == main  # the calling thread keeps its own
+
+    with ThreadPoolExecutor(1, initializer=lower_thread_priority, initargs=(main + 5,)) as pool:
+        assert pool.submit(_own_nice).result() == main + 5
+        # a thread it starts inherits it
+        assert pool.submit(lambda: ThreadPoolExecutor(1).submit(_own_nice).result()).result() == (
+            main + 5
+        )

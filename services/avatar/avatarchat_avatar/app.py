@@ -65,7 +65,8 @@ class AvatarApp:
             speech=speech,
             video=video,
             publisher=self.publisher,
-            workers=config.workers,
+            speech_workers=config.speech_workers,
+            render_workers=config.workers,
             queue_size=config.queue_size,
             clip_timeout_s=config.clip_timeout_s,
             registry_size=config.registry_size,
@@ -88,7 +89,9 @@ class AvatarApp:
             tts=speech.name,
             video=video.name,
             voices=list(speech.voices()),
-            workers=config.workers,
+            speech_workers=config.speech_workers,
+            render_workers=config.workers,
+            render_nice=config.render_nice,
             queue_size=config.queue_size,
         )
 

@@ -97,6 +97,9 @@ class AvatarConfig:
     runtime: RuntimeConfig
     port: int
     workers: int
+    speech_workers: int
+    render_nice: int
+    tts_threads: int
     queue_size: int
     max_text_chars: int
     clip_timeout_s: float
@@ -117,6 +120,9 @@ class AvatarConfig:
             runtime=RuntimeConfig.from_env(environ),
             port=env.int("AVATARCHAT_AVATAR_PORT", 50053, min=0, max=65535),
             workers=env.int("AVATARCHAT_AVATAR_WORKERS", 2, min=1, max=64),
+            speech_workers=env.int("AVATARCHAT_AVATAR_SPEECH_WORKERS", 1, min=1, max=64),
+            render_nice=env.int("AVATARCHAT_AVATAR_RENDER_NICE", 10, min=0, max=19),
+            tts_threads=env.int("AVATARCHAT_AVATAR_TTS_THREADS", 1, min=1, max=64),
             queue_size=env.int("AVATARCHAT_AVATAR_QUEUE_SIZE", 32, min=1, max=10_000),
             max_text_chars=env.int("AVATARCHAT_AVATAR_MAX_TEXT_CHARS", 1000, min=1, max=100_000),
             clip_timeout_s=env.float("AVATARCHAT_AVATAR_CLIP_TIMEOUT_S", 240.0, min=1, max=3600),

@@ -1,9 +1,15 @@
-"""The clip work pool: a bounded queue, a fixed number of workers, cancellation and a registry.
+"""The clip work pool: two stages, each with its own queue and workers, cancellation and a registry.
 
-For each clip a worker synthesises the speech, builds the timeline, stores the WAV and hands
-over *speech-ready*; then renders the video, stores the MP4 and hands over *clip-ready*. Any
-failure becomes *clip-failed* with a human reason and a status code name. Events go through
-``OrderedEvents``, which publishes each session's events in ``seq`` order.
+- *speech* (``speech_workers``): synthesises the speech, builds the timeline, stores the WAV and
+  hands over *speech-ready*. The user hears the avatar from here on.
+- *video* (``render_workers``): renders the video, stores the MP4 and hands over *clip-ready*.
+
+The stages have their own workers so that a clip's speech never waits for the renders of the
+clips before it: with 8 conversations at once, a new turn's first sentence is spoken while older
+sentences are still being drawn (the renderer's pool also runs at a lower CPU priority, see
+``backends.registry``). Any failure becomes *clip-failed* with a human reason and a status code
+name. Events go through ``OrderedEvents``, which publishes each session's events in ``seq``
+order.
 
 Cancelled clips end with a *clip-failed* event whose code is ``CANCELLED`` (and no speech-ready
 if that had not gone out yet), so every clip that is not speech-only ends with exactly one
@@ -16,6 +22,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from avatarchat import bus, errors, log
@@ -24,7 +31,7 @@ from avatarchat.v1 import avatar_pb2, events_pb2
 from avatarchat_avatar import publisher as events
 from avatarchat_avatar.ordering import OrderedEvents
 from avatarchat_avatar.publisher import ClipIdentity, Publisher
-from avatarchat_avatar.speech import SpeechBackend
+from avatarchat_avatar.speech import Speech, SpeechBackend
 from avatarchat_avatar.timeline.build import build_timeline
 from avatarchat_avatar.video import VideoBackend
 
@@ -46,8 +53,10 @@ class ClipRecord:
     duration_ms: int = 0
     error: str = ""
     timeline: events_pb2.Timeline | None = None
-    task: asyncio.Task[None] | None = None
+    speech: Speech | None = None  # between the stages
+    task: asyncio.Task[None] | None = None  # the stage working on it
     accepted_at: float = field(default_factory=time.perf_counter)
+    started_at: float = 0.0  # time.monotonic() when it left the speech queue
 
     @property
     def clip_id(self) -> str:
@@ -75,7 +84,8 @@ class ClipPipeline:
         speech: SpeechBackend,
         video: VideoBackend,
         publisher: Publisher,
-        workers: int,
+        speech_workers: int,
+        render_workers: int,
         queue_size: int,
         clip_timeout_s: float,
         registry_size: int,
@@ -83,12 +93,15 @@ class ClipPipeline:
         self.speech = speech
         self.video = video
         self._publisher = publisher
-        self._workers_count = workers
+        self._speech_workers = speech_workers
+        self._render_workers = render_workers
         self._queue_size = queue_size
         self._clip_timeout_s = clip_timeout_s
         self._registry_size = registry_size
-        self._queue: deque[ClipRecord] = deque()
+        self._queue: deque[ClipRecord] = deque()  # waiting for speech
         self._has_work = asyncio.Event()
+        self._render_queue: deque[ClipRecord] = deque()  # spoken, waiting for a renderer
+        self._has_render_work = asyncio.Event()
         self._registry: OrderedDict[str, ClipRecord] = OrderedDict()
         self._order = OrderedEvents(publisher.publish)
         self._workers: list[asyncio.Task[None]] = []
@@ -96,8 +109,16 @@ class ClipPipeline:
 
     def start(self) -> None:
         self._workers = [
-            asyncio.create_task(self._work(), name=f"clip-worker-{i}")
-            for i in range(self._workers_count)
+            asyncio.create_task(
+                self._work(self._queue, self._has_work, self._speak), name=f"speech-worker-{i}"
+            )
+            for i in range(self._speech_workers)
+        ] + [
+            asyncio.create_task(
+                self._work(self._render_queue, self._has_render_work, self._render),
+                name=f"render-worker-{i}",
+            )
+            for i in range(self._render_workers)
         ]
 
     # -- requests ---------------------------------------------------------------------------
@@ -115,7 +136,7 @@ class ClipPipeline:
         """Queues a clip (arguments already validated) and returns its record."""
         if self._closing:
             raise errors.Unavailable("the avatar service is shutting down")
-        if len(self._queue) >= self._queue_size:
+        if self.queued >= self._queue_size:
             raise errors.ResourceExhausted(
                 f"the avatar work queue is full ({self._queue_size} clips waiting); retry shortly",
                 retry_after_s=1.0,
@@ -147,10 +168,7 @@ class ClipPipeline:
                 continue
             if turn_id and identity.turn_id != turn_id:
                 continue
-            if record.status == Status.CLIP_STATUS_QUEUED:
-                self._queue.remove(record)
-            elif record.task is not None:
-                record.task.cancel()
+            self._stop(record)
             record.status = Status.CLIP_STATUS_CANCELLED
             record.error = "cancelled"
             event = events.clip_failed(
@@ -164,7 +182,8 @@ class ClipPipeline:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Clips waiting for a worker of either stage."""
+        return len(self._queue) + len(self._render_queue)
 
     def in_progress(self) -> int:
         """Clips queued or being made."""
@@ -178,7 +197,7 @@ class ClipPipeline:
         """
         self._closing = True
         deadline = time.monotonic() + grace_s
-        for record in list(self._queue):
+        for record in [*self._queue, *self._render_queue]:
             self._fail_shutdown(record)
         running = {r.task for r in self._registry.values() if r.task and not r.task.done()}
         if running:
@@ -194,28 +213,43 @@ class ClipPipeline:
     # -- work -------------------------------------------------------------------------------
 
     def _fail_shutdown(self, record: ClipRecord) -> None:
-        if record.status == Status.CLIP_STATUS_QUEUED:
-            self._queue.remove(record)
-        elif record.task is not None:
-            record.task.cancel()
+        self._stop(record)
         self._fail(record, "The avatar service shut down before the clip was done.", "UNAVAILABLE")
 
-    async def _next(self) -> ClipRecord:
-        while not self._queue:
-            self._has_work.clear()
-            await self._has_work.wait()
-        return self._queue.popleft()
+    def _stop(self, record: ClipRecord) -> None:
+        """Takes ``record`` out of its stage's queue, or cancels the stage working on it."""
+        if record.task is not None and not record.task.done():
+            record.task.cancel()
+        elif record in self._queue:
+            self._queue.remove(record)
+        elif record in self._render_queue:
+            self._render_queue.remove(record)
 
-    async def _work(self) -> None:
+    async def _work(
+        self,
+        queue: deque[ClipRecord],
+        has_work: asyncio.Event,
+        stage: Callable[[ClipRecord], Awaitable[None]],
+    ) -> None:
         while True:
-            record = await self._next()
-            # Leaves QUEUED in the same step as it leaves the queue, so a CancelClips arriving
-            # before the task's first step cancels the task instead of searching the queue.
-            record.status = Status.CLIP_STATUS_SYNTHESISING
-            record.task = asyncio.create_task(self._run(record), name=f"clip-{record.clip_id}")
-            await asyncio.wait({record.task})  # never raises, even if the clip was cancelled
+            while not queue:
+                has_work.clear()
+                await has_work.wait()
+            record = queue.popleft()
+            if record.status == Status.CLIP_STATUS_QUEUED:
+                record.status = Status.CLIP_STATUS_SYNTHESISING
+                record.started_at = time.monotonic()
+            # The task exists in the same step as the clip leaves its queue, so a CancelClips
+            # finds one or the other.
+            task = asyncio.create_task(self._run(record, stage), name=f"clip-{record.clip_id}")
+            record.task = task
+            await asyncio.wait({task})  # never raises, even if the clip was cancelled
+            if record.task is task:  # not yet taken by the next stage
+                record.task = None
 
-    async def _run(self, record: ClipRecord) -> None:
+    async def _run(
+        self, record: ClipRecord, stage: Callable[[ClipRecord], Awaitable[None]]
+    ) -> None:
         identity = record.identity
         with log.bound_contextvars(
             session_id=identity.session_id,
@@ -224,8 +258,10 @@ class ClipPipeline:
             seq=identity.seq,
         ):
             try:
-                async with asyncio.timeout(self._clip_timeout_s):
-                    await self._make(record)
+                # One deadline for the whole clip, both stages and the wait between them.
+                remaining = self._clip_timeout_s - (time.monotonic() - record.started_at)
+                async with asyncio.timeout(max(0.0, remaining)):
+                    await stage(record)
             except asyncio.CancelledError:
                 _log.info("clip.cancelled")
                 raise
@@ -243,7 +279,8 @@ class ClipPipeline:
                     record, "The avatar service hit an internal error; see its log.", "INTERNAL"
                 )
 
-    async def _make(self, record: ClipRecord) -> None:
+    async def _speak(self, record: ClipRecord) -> None:
+        """The speech stage; queues the clip for the video stage unless it is speech-only."""
         identity = record.identity
         started = record.accepted_at
         spoken, tags = parse_tags(record.text)
@@ -264,8 +301,18 @@ class ClipPipeline:
             duration_ms=speech.duration_ms,
             elapsed_ms=round((time.perf_counter() - started) * 1000),
         )
-        if record.speech_only:
-            return
+        if not record.speech_only:
+            record.speech = speech
+            self._render_queue.append(record)
+            self._has_render_work.set()
+
+    async def _render(self, record: ClipRecord) -> None:
+        """The video stage."""
+        identity = record.identity
+        started = record.accepted_at
+        speech, timeline = record.speech, record.timeline
+        assert speech is not None and timeline is not None
+        record.speech = None  # the PCM is not kept once the MP4 is made
         video = await self.video.render(speech, timeline)
         await self._publisher.put(bus.clip_object(record.clip_id, "mp4"), video.mp4)
         record.status = Status.CLIP_STATUS_READY
@@ -286,6 +333,7 @@ class ClipPipeline:
         )
 
     def _fail(self, record: ClipRecord, reason: str, code: str) -> None:
+        record.speech = None
         record.status = Status.CLIP_STATUS_FAILED
         record.error = reason
         _log.warning("clip.failed", reason=reason, code=code)

@@ -17,6 +17,7 @@ def test_defaults() -> None:
     assert config.tts == "piper" and config.video == "local"
     assert config.elevenlabs is None and config.did is None
     assert config.render_pool == "thread"
+    assert (config.speech_workers, config.render_nice, config.tts_threads) == (1, 10, 1)
     assert config.runtime.nats_url == "nats://127.0.0.1:4222"
     assert config.retention.clips_ttl_s == 3600.0
 
@@ -29,6 +30,9 @@ def test_overrides() -> None:
             "AVATARCHAT_AVATAR_QUEUE_SIZE": "5",
             "AVATARCHAT_AVATAR_MAX_TEXT_CHARS": "200",
             "AVATARCHAT_AVATAR_RENDER_POOL": "process",
+            "AVATARCHAT_AVATAR_SPEECH_WORKERS": "2",
+            "AVATARCHAT_AVATAR_RENDER_NICE": "0",
+            "AVATARCHAT_AVATAR_TTS_THREADS": "2",
             "AVATARCHAT_CLIPS_TTL_S": "60",
             "AVATARCHAT_EVENTS_MAX_AGE_S": "30",
         }
@@ -40,6 +44,7 @@ def test_overrides() -> None:
         200,
     )
     assert config.render_pool == "process"
+    assert (config.speech_workers, config.render_nice, config.tts_threads) == (2, 0, 2)
     assert config.retention.clips_ttl_s == 60 and config.retention.events_max_age_s == 30
 
 
@@ -52,6 +57,10 @@ def test_overrides() -> None:
         ({"AVATARCHAT_AVATAR_TTS": "espeak"}, "AVATARCHAT_AVATAR_TTS"),
         ({"AVATARCHAT_AVATAR_VIDEO": "unreal"}, "AVATARCHAT_AVATAR_VIDEO"),
         ({"AVATARCHAT_AVATAR_RENDER_POOL": "gpu"}, "AVATARCHAT_AVATAR_RENDER_POOL"),
+        ({"AVATARCHAT_AVATAR_SPEECH_WORKERS": "0"}, "AVATARCHAT_AVATAR_SPEECH_WORKERS"),
+        ({"AVATARCHAT_AVATAR_RENDER_NICE": "20"}, "AVATARCHAT_AVATAR_RENDER_NICE"),
+        ({"AVATARCHAT_AVATAR_RENDER_NICE": "-5"}, "AVATARCHAT_AVATAR_RENDER_NICE"),
+        ({"AVATARCHAT_AVATAR_TTS_THREADS": "x"}, "AVATARCHAT_AVATAR_TTS_THREADS"),
         ({"AVATARCHAT_AVATAR_TTS": "elevenlabs"}, "ELEVENLABS_API_KEY"),
         ({"AVATARCHAT_AVATAR_VIDEO": "did"}, "DID_API_KEY"),
         (

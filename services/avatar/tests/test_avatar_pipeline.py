@@ -193,3 +193,62 @@ async def test_a_nats_restart_mid_clip_delays_events_but_loses_none(fresh_nats_s
     assert done.kind == "clip_ready", done.event
     assert [r.kind for r in watcher.of_clip(clip_id)] == ["speech_ready", "clip_ready"]
     assert mp4[4:8] == b"ftyp"
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def one_renderer(nats_server) -> AsyncIterator[Running]:
+    """One speech worker and one renderer: a long render holds the only renderer."""
+    config = AvatarConfig.from_env(
+        {
+            "AVATARCHAT_NATS_URL": nats_server.url,
+            "AVATARCHAT_AVATAR_PORT": "0",
+            "AVATARCHAT_AVATAR_WORKERS": "1",
+            "AVATARCHAT_AVATAR_SPEECH_WORKERS": "1",
+            "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
+        }
+    )
+    async with AsyncExitStack() as stack:
+        app = await stack.enter_async_context(serving(config, host="127.0.0.1"))
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.host.port}")
+        stack.push_async_callback(channel.close)
+        nc = await nats.connect(nats_server.url)
+        stack.push_async_callback(nc.close)
+        yield Running(app, avatar_pb2_grpc.AvatarServiceStub(channel), nc)
+
+
+async def test_speech_does_not_wait_for_the_renders_before_it(one_renderer: Running) -> None:
+    """Another session's short sentence is spoken while the only renderer draws a long clip."""
+    stub = one_renderer.stub
+    async with EventWatcher(one_renderer.nc) as watcher:
+        long = await generate(stub, "drawing", 1, LONG + " " + LONG)
+        short = await generate(stub, "waiting", 1, "Yes.")
+        spoken = await watcher.wait_for(
+            lambda r: r.event.clip_id == short and r.kind == "speech_ready", timeout_s=120
+        )
+        drawn = await watcher.wait_terminal(long, timeout_s=120)
+        assert (await watcher.wait_terminal(short, timeout_s=120)).kind == "clip_ready"
+    assert drawn.kind == "clip_ready"
+    assert spoken.at < drawn.at, "the short clip's speech waited for the long clip's video"
+
+
+async def test_a_clip_waiting_for_a_renderer_is_cancelled_at_once(one_renderer: Running) -> None:
+    stub = one_renderer.stub
+    async with EventWatcher(one_renderer.nc) as watcher:
+        long = await generate(stub, "busy", 1, LONG + " " + LONG)
+        waiting = await generate(stub, "barge-in", 1, "That is a medium sized sentence.")
+        await watcher.wait_for(
+            lambda r: r.event.clip_id == waiting and r.kind == "speech_ready", timeout_s=120
+        )
+        status = await stub.GetClip(avatar_pb2.GetClipRequest(clip_id=waiting), timeout=5)
+        reply = await stub.CancelClips(
+            avatar_pb2.CancelClipsRequest(session_id="barge-in"), timeout=5
+        )
+        cancelled = await watcher.wait_terminal(waiting, timeout_s=5)
+        assert (await watcher.wait_terminal(long, timeout_s=120)).kind == "clip_ready"
+        await asyncio.sleep(0.5)  # give a wrongly surviving render the chance to publish
+    assert status.status == avatar_pb2.CLIP_STATUS_RENDERING  # spoken, waiting for the renderer
+    assert reply.cancelled == 1
+    assert cancelled.event.clip_failed.code == "CANCELLED"
+    assert [r.kind for r in watcher.of_clip(waiting)] == ["speech_ready", "clip_failed"]
+    got = await stub.GetClip(avatar_pb2.GetClipRequest(clip_id=waiting), timeout=5)
+    assert got.status == avatar_pb2.CLIP_STATUS_CANCELLED

@@ -65,3 +65,46 @@ async def test_a_cloud_backend_without_its_settings_is_a_config_error() -> None:
         resources = registry.Resources(config, stack)
         with pytest.raises(ConfigError, match="ElevenLabs settings"):
             registry.speech_backend(config, resources)
+
+
+def _own_nice() -> int:
+    import os
+    import threading
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+async def test_the_render_pool_runs_at_the_render_nice(pool: str) -> None:
+    import asyncio
+
+    base = _own_nice()
+    config = AvatarConfig.from_env(
+        {
+            "AVATARCHAT_AVATAR_WORKERS": "1",
+            "AVATARCHAT_AVATAR_RENDER_POOL": pool,
+            "AVATARCHAT_AVATAR_RENDER_NICE": str(base + 4),
+        }
+    )
+    async with AsyncExitStack() as stack:
+        executor = registry.Resources(config, stack).render_executor()
+        nice = await asyncio.get_running_loop().run_in_executor(executor, _own_nice)
+    assert nice == base + 4
+    assert _own_nice() == base  # the service's own threads keep theirs
+
+
+def test_piper_runs_on_the_configured_threads() -> None:
+    import asyncio
+
+    config = AvatarConfig.from_env({"AVATARCHAT_AVATAR_TTS_THREADS": "2"})
+
+    async def load() -> PiperSpeech:
+        async with AsyncExitStack() as stack:
+            speech = registry.speech_backend(config, registry.Resources(config, stack))
+            assert isinstance(speech, PiperSpeech)
+            await speech.load()
+            return speech
+
+    speech = asyncio.run(load())
+    options = speech._loaded_voice().session.get_session_options()
+    assert options.intra_op_num_threads == 2

@@ -18,6 +18,7 @@ from typing import TypeVar
 import aiohttp
 
 from avatarchat.config import ConfigError
+from avatarchat.cpu import lower_thread_priority
 from avatarchat_avatar.config import AvatarConfig
 from avatarchat_avatar.speech import SpeechBackend
 from avatarchat_avatar.video import VideoBackend
@@ -40,16 +41,26 @@ class Resources:
         return self._http
 
     def render_executor(self) -> Executor:
-        """The pool the local renderer runs in: threads or spawned processes (``RENDER_POOL``)."""
+        """The pool the local renderer runs in: threads or spawned processes (``RENDER_POOL``).
+
+        Its workers run at nice ``RENDER_NICE``, so rendering never delays a first token or
+        the speech of a new sentence on a shared CPU.
+        """
         if self._executor is None:
-            workers = self._config.workers
+            workers, nice = self._config.workers, (self._config.render_nice,)
             if self._config.render_pool == "process":
                 self._executor = ProcessPoolExecutor(
-                    max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=lower_thread_priority,
+                    initargs=nice,
                 )
             else:
                 self._executor = ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix="render"
+                    max_workers=workers,
+                    thread_name_prefix="render",
+                    initializer=lower_thread_priority,
+                    initargs=nice,
                 )
             self._stack.callback(self._executor.shutdown, wait=False, cancel_futures=True)
         return self._executor
@@ -63,7 +74,7 @@ VideoFactory = Callable[[AvatarConfig, Resources], VideoBackend]
 def _piper(config: AvatarConfig, resources: Resources) -> SpeechBackend:
     from avatarchat_avatar.backends.speech.piper import PiperSpeech
 
-    return PiperSpeech()
+    return PiperSpeech(threads=config.tts_threads)
 
 
 def _elevenlabs(config: AvatarConfig, resources: Resources) -> SpeechBackend:
