@@ -10,7 +10,8 @@ sockets). Issue 11's targets on 2 cores with the avatar on, at 8 sessions: first
 under 35 s / 3.
 
 The CPU split is whatever the stack was started with: ``AVATARCHAT_LLM_THREADS`` for the llm
-engine and ``AVATARCHAT_AVATAR_WORKERS`` for the avatar pool (recorded in each row).
+engine; ``AVATARCHAT_AVATAR_WORKERS`` (renderers), ``_RENDER_NICE`` and ``_TTS_THREADS`` for the
+avatar pool (recorded in each row).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) ->
         "error_samples": failures[:3],
         "llm_threads": os.environ.get("AVATARCHAT_LLM_THREADS", "default"),
         "avatar_workers": os.environ.get("AVATARCHAT_AVATAR_WORKERS", "default"),
+        "avatar_render_nice": os.environ.get("AVATARCHAT_AVATAR_RENDER_NICE", "default"),
+        "avatar_tts_threads": os.environ.get("AVATARCHAT_AVATAR_TTS_THREADS", "default"),
     }
 
 
