@@ -17,9 +17,9 @@ avatar pool (recorded in each row).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
-import uuid
 from typing import Any
 
 from bench.edge_ws import run_ws
@@ -38,19 +38,24 @@ async def _session(
         return [], f"{type(exc).__name__}: {exc}"[:300]
 
 
-def _conversation(prompts: list[str], index: int) -> list[str]:
-    """Session ``index``'s turns. Its first message is unique, so no session finds its
-    prompt in the engine's cache from another case: only the system prompt is shared, as
-    between real users."""
+def _conversation(prompts: list[str], index: int, case: str) -> list[str]:
+    """Session ``index``'s turns in ``case``. Its first message is unique within the run, so no
+    session finds its prompt in the engine's cache from another case (only the system prompt is
+    shared, as between real users), and the same in every run, so runs ask the same questions
+    and their figures compare."""
     turns = [prompts[(index + n) % len(prompts)] for n in range(len(prompts))]
-    turns[0] = f"Hello, I am visitor {uuid.uuid4().hex[:8]}. {turns[0]}"
+    visitor = hashlib.sha256(f"{case}/{index}".encode()).hexdigest()[:8]
+    turns[0] = f"Hello, I am visitor {visitor}. {turns[0]}"
     return turns
 
 
 async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) -> dict[str, Any]:
     started = time.perf_counter()
     outcomes = await asyncio.gather(
-        *(_session(url, _conversation(prompts, i), avatar) for i in range(sessions))
+        *(
+            _session(url, _conversation(prompts, i, f"{sessions}/{avatar}"), avatar)
+            for i in range(sessions)
+        )
     )
     wall_s = time.perf_counter() - started
     turns = [turn for result, _ in outcomes for turn in result]
