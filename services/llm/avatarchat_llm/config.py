@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from avatarchat import bus, cpu
 from avatarchat.config import ConfigError, Env, RuntimeConfig
 
-from .models import DEFAULT_MODEL, MODELS, ModelSpec
+from .models import DEFAULT_MODEL, LLAMA_CPP_DIR, MODELS, ModelSpec
 
 BACKENDS = ("local", "openai", "groq")
 HISTORY_STORES = ("memory", "nats")
@@ -22,7 +21,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 DEFAULT_GROQ_MODEL = "llama-3.1-8b-instant"
 DEFAULT_GROQ_FALLBACKS = ("llama-3.3-70b-versatile",)
-DEFAULT_LLAMA_SERVER = Path(sys.prefix) / "lib" / "llama-server" / "llama-server"
+DEFAULT_LLAMA_SERVER = LLAMA_CPP_DIR / "llama-server"
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,11 @@ class LocalConfig:
     cache_ram_mib: int
     startup_timeout_s: float
     max_restarts: int
+
+    @property
+    def quantizer(self) -> Path:
+        """llama-quantize, which the build installs next to llama-server (models.requantize)."""
+        return self.binary.with_name("llama-quantize")
 
     @classmethod
     def from_env(cls, env: Env) -> LocalConfig:

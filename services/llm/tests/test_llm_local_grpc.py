@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from avatarchat.v1 import llm_pb2
+from avatarchat_llm.models import QWEN_05B
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,7 +31,7 @@ async def test_reply_streams_deltas_then_done_with_token_counts(llm: Any, ask: A
     assert result.done.text.strip()
     assert result.done.prompt_tokens > 10  # the system prompt alone is longer
     assert result.done.completion_tokens > 0
-    assert result.done.model == "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    assert result.done.model == QWEN_05B.file_name
     assert result.done.finish_reason in ("stop", "length")
 
 
