@@ -1,9 +1,11 @@
 """The ``local`` backend's engine: a llama-server child process that this service supervises.
 
 - ``start`` picks a free loopback port, starts llama-server with ``--parallel`` slots and
-  continuous batching, waits for its ``/health``, then runs one warm-up generation, so the
-  first user turn does not pay for cold caches and the service only reports SERVING once a
-  real generation has worked.
+  continuous batching, waits for its ``/health``, then runs a warm-up generation in every slot
+  at once, each opening with the system prompt. So the service only reports SERVING once real
+  generations have worked, and every slot holds the system prompt in its KV cache: the first
+  turns of the first sessions (a new pod, a burst of users) evaluate only their own words, as
+  every later turn does (a slot's earlier conversation shares that prefix).
 - The child dies with this process even on SIGKILL (``avatarchat.lifeline.spawn``:
   ``PR_SET_PDEATHSIG``), and lives in its own session, so the terminal's signals reach only us.
 - ``watch`` notices when the child dies: health goes NOT_SERVING, and the engine is restarted
@@ -26,6 +28,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -39,7 +42,8 @@ from .config import LocalConfig
 _log = log.get("avatarchat.llm.engine")
 
 CACHE_REUSE_TOKENS = 128  # min chunk llama-server shifts in its KV cache to reuse it
-WARM_UP = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}
+WARM_UP_MESSAGE = {"role": "user", "content": "Hello!"}
+WARM_UP_TOKENS = 8
 
 
 class EngineFailed(RuntimeError):
@@ -77,9 +81,11 @@ class LlamaServer:
         config: LocalConfig,
         alias: str,
         on_health: Callable[[bool], Awaitable[None]] | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         self.config = config
         self.alias = alias
+        self.system_prompt = system_prompt  # what every slot's warm-up opens with
         self._on_health = on_health
         # Chosen once, so the client's base URL and key stay right across restarts.
         self.port = free_port()
@@ -108,7 +114,7 @@ class LlamaServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Starts llama-server, waits for /health and one warm-up generation; then watches it."""
+        """Starts llama-server, waits for /health and the warm-up in every slot; then watches it."""
         await self._launch()
         self._watcher = asyncio.create_task(self._watch(), name="llama-server-watch")
 
@@ -180,21 +186,39 @@ class LlamaServer:
                 await asyncio.sleep(0.1)
 
     async def _warm_up(self) -> str:
-        """One real generation; raises if it fails or says nothing."""
-        connector = aiohttp.TCPConnector(force_close=True)
+        """A real generation in each slot at once (``id_slot``), kept in the slots' caches;
+        raises if one fails or none says anything. Returns the first slot's reply."""
+        messages = [WARM_UP_MESSAGE]
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        connector = aiohttp.TCPConnector(force_close=True, limit=0)
         timeout = aiohttp.ClientTimeout(self.config.startup_timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-            body = {**WARM_UP, "model": self.alias, "cache_prompt": False}
-            async with http.post(
-                f"{self.url}/v1/chat/completions", json=body, headers=self.auth
-            ) as response:
-                if response.status != 200:
-                    raise self._failure(f"answered the warm-up with HTTP {response.status}")
-                data = await response.json()
-        text = str(data["choices"][0]["message"].get("content") or "")
-        if not text.strip() and not data.get("usage", {}).get("completion_tokens"):
+
+            async def generate(slot: int) -> dict[str, Any]:
+                body = {
+                    "model": self.alias,
+                    "messages": messages,
+                    "max_tokens": WARM_UP_TOKENS,
+                    "id_slot": slot,
+                    "cache_prompt": True,
+                }
+                async with http.post(
+                    f"{self.url}/v1/chat/completions", json=body, headers=self.auth
+                ) as response:
+                    if response.status != 200:
+                        raise self._failure(
+                            f"answered the warm-up in slot {slot} with HTTP {response.status}"
+                        )
+                    data: dict[str, Any] = await response.json()
+                    return data
+
+            replies = await asyncio.gather(*(generate(n) for n in range(self.config.slots)))
+        texts = [str(data["choices"][0]["message"].get("content") or "") for data in replies]
+        tokens = sum(int(data.get("usage", {}).get("completion_tokens") or 0) for data in replies)
+        if not any(text.strip() for text in texts) and not tokens:
             raise self._failure("generated nothing in its warm-up")
-        return text
+        return texts[0]
 
     async def _watch(self) -> None:
         while True:

@@ -165,7 +165,10 @@ class LlmApp:
 
         assert config.local is not None
         engine = LlamaServer(
-            config.local, model_alias(config.local.model_path), self._engine_health
+            config.local,
+            model_alias(config.local.model_path),
+            self._engine_health,
+            system_prompt=config.system_prompt,
         )
         self.engine = engine
         self.metrics.engine = lambda: (engine.url, engine.auth) if engine.healthy else None

@@ -76,6 +76,37 @@ async def test_a_real_generation_with_the_installed_build_does_not_crash() -> No
     assert engine.process.returncode == 0  # a clean exit on SIGTERM, not a signal
 
 
+async def test_every_slot_starts_with_the_system_prompt_cached() -> None:
+    """A burst of first turns on a new engine (one per slot, at once) evaluates only the users'
+    words: the warm-up ran in every slot and opened with the system prompt."""
+    system = "You are a friendly avatar. Answer in one short sentence, in plain words."
+    engine = LlamaServer(local_config(), "default", system_prompt=system)
+    await engine.start()
+    try:
+        client = AsyncOpenAI(base_url=f"{engine.url}/v1", api_key=engine.api_key, max_retries=0)
+        async with client:
+            replies = await asyncio.gather(
+                *(
+                    client.chat.completions.create(
+                        model="default",
+                        messages=[
+                            {"role": "system", "content": system},
+                            {"role": "user", "content": f"I am visitor {n}. What is rain?"},
+                        ],
+                        max_tokens=4,
+                        extra_body={"cache_prompt": True},
+                    )
+                    for n in range(engine.config.slots)
+                )
+            )
+        for reply in replies:
+            assert reply.usage is not None and reply.usage.prompt_tokens_details is not None
+            cached = reply.usage.prompt_tokens_details.cached_tokens or 0
+            assert cached > 20, f"{cached} of {reply.usage.prompt_tokens} tokens were cached"
+    finally:
+        await engine.stop()
+
+
 async def health(addr: str) -> int:
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
