@@ -14,8 +14,9 @@ Scenarios (``--only`` picks some):
               and while the page is open (bench/contention.py).
 - ``memory``: 10 conversations that state a fact, ask two unrelated questions and ask for the
               fact back; recall of the default model (bench/memory.py).
-- ``load``:   1, 4, 8 and 16 sessions at once through ``/ws``, avatar off and on: first delta,
-              first clip.speech, turns/s, errors (bench/load.py).
+- ``load``:   1, 4, 8 and 16 sessions at once through ``/ws``, avatar off, rig (speech for the
+              live rig) and video: first delta, first clip.speech, turns/s, errors
+              (bench/load.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 from avatarchat.devstack import Stack, installed_services
 from avatarchat.nats_server import free_port
+from bench.load import AVATAR_MODES
 
 PROMPTS = [
     "Hi there, how are you today?",
@@ -157,11 +159,10 @@ async def scenario_load(stack: Stack, args: argparse.Namespace) -> list[dict[str
     rows: list[dict[str, Any]] = []
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.load_turns)]
     levels = tuple(int(n) for n in args.load_levels.split(","))
-    avatar = tuple(mode == "on" for mode in args.load_avatar.split(","))
-    for case in await run(stack.edge_url, prompts, levels, avatar):
-        name = f"{case['sessions']:>2} sessions, avatar {'on ' if case['avatar'] else 'off'}"
+    for case in await run(stack.edge_url, prompts, levels, args.load_avatar):
+        name = f"{case['sessions']:>2} sessions, avatar {case['avatar']:<5}"
         rows.append(summarise(f"{name}: first delta", case["first_delta_ms"]))
-        if case["avatar"]:
+        if case["avatar"] != "off":
             rows.append(summarise(f"{name}: first clip.speech", case["first_clip_speech_ms"]))
         rows.append({"metric": f"{name}: turns/s", "value": case["turns_per_s"]})
         rows.append(
@@ -171,7 +172,10 @@ async def scenario_load(stack: Stack, args: argparse.Namespace) -> list[dict[str
             {
                 "metric": f"{name}: errors",
                 "value": case["errors"],
-                **{k: case[k] for k in ("error_samples", "llm_threads", "avatar_workers")},
+                **{
+                    k: case[k]
+                    for k in ("unfinished_clips", "error_samples", "llm_threads", "avatar_workers")
+                },
             }
         )
     return rows
@@ -249,6 +253,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
+def _avatar_modes(value: str) -> tuple[str, ...]:
+    modes = tuple(mode.strip() for mode in value.split(","))
+    unknown = [mode for mode in modes if mode not in AVATAR_MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown avatar mode {', '.join(unknown)}; expected {', '.join(AVATAR_MODES)}"
+        )
+    return modes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="avatarchat benchmarks")
     parser.add_argument(
@@ -259,7 +273,12 @@ def main() -> int:
     parser.add_argument("--contention-turns", type=int, default=10, help="turns per load case")
     parser.add_argument("--load-turns", type=int, default=3, help="turns per load session")
     parser.add_argument("--load-levels", default="1,4,8,16", help="sessions at once, per case")
-    parser.add_argument("--load-avatar", default="off,on", help="avatar off, on, or both")
+    parser.add_argument(
+        "--load-avatar",
+        default=",".join(AVATAR_MODES),
+        type=_avatar_modes,
+        help="comma-separated avatar modes: off (text), rig (speech for the live rig), video",
+    )
     parser.add_argument("--out", default="bench-results/bench.json")
     return asyncio.run(main_async(parser.parse_args()))
 

@@ -1,15 +1,18 @@
 """Bench scenario client: sequential text turns through the edge's ``/ws``.
 
-``run_ws(url, prompts)`` opens one socket, turns the avatar on or off, then for each prompt sends
-a ``text`` frame and measures at the client, from that send:
+``run_ws(url, prompts)`` opens one socket, turns the avatar on or off (and with it on, asks for
+rendered videos or, like the web page's live rig, for speech only), then for each prompt sends a
+``text`` frame and measures at the client, from that send:
 
 - ``ttfd_ms``: to the first ``reply.delta``;
 - ``done_ms``: to ``reply.done``;
 - ``first_clip_speech_ms`` / ``first_clip_ready_ms``: to the turn's first ``clip.speech`` /
   ``clip.ready`` (None when no such frame came, e.g. with the avatar off).
 
-With the avatar on, a turn ends only once each of its clips is ready or failed (``reply.done``
-says how many there are), so clips of one turn do not load the next one.
+With the avatar on, a turn ends only once each of its clips is finished (``reply.done`` says how
+many there are): ``clip.ready`` with videos, ``clip.speech`` without, or ``clip.failed``; so clips
+of one turn do not load the next one. ``clips_finished`` counts them (short of ``clips`` when
+``clips_timeout_s`` ran out).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ async def run_ws(
     prompts: list[str],
     *,
     avatar: bool = False,
+    video: bool = True,
     token: str | None = None,
     turn_timeout_s: float = 120.0,
     clips_timeout_s: float = 60.0,
@@ -40,13 +44,18 @@ async def run_ws(
         if hello.get("type") != "session":
             raise TurnFailed(f"expected a session frame, got {hello}")
         await ws.send_json(
-            {"type": "session.start", "session_id": hello["session_id"], "avatar": avatar}
+            {
+                "type": "session.start",
+                "session_id": hello["session_id"],
+                "avatar": avatar,
+                "video": video,
+            }
         )
         while (frame := await _receive(ws, 30.0))["type"] != "session":
             if frame["type"] == "error":
                 raise TurnFailed(f"session.start refused: {frame}")
         for prompt in prompts:
-            results.append(await _turn(ws, prompt, avatar, turn_timeout_s, clips_timeout_s))
+            results.append(await _turn(ws, prompt, avatar, video, turn_timeout_s, clips_timeout_s))
     return results
 
 
@@ -54,6 +63,7 @@ async def _turn(
     ws: aiohttp.ClientWebSocketResponse,
     prompt: str,
     avatar: bool,
+    video: bool,
     turn_timeout_s: float,
     clips_timeout_s: float,
 ) -> dict[str, Any]:
@@ -65,12 +75,14 @@ async def _turn(
         "first_clip_speech_ms": None,
         "first_clip_ready_ms": None,
         "clips": 0,
+        "clips_finished": 0,
     }
     turn_id: str | None = None
     expected: int | None = None
     finished: set[int] = set()
     deadline = started + turn_timeout_s
     while True:
+        result["clips_finished"] = len(finished)
         if expected is not None and (not avatar or len(finished) >= expected):
             return result
         remaining = deadline - time.perf_counter()
@@ -94,8 +106,11 @@ async def _turn(
             expected = result["clips"] = int(frame.get("clips", 0))
             deadline = time.perf_counter() + clips_timeout_s
         elif kind.startswith("clip.") and turn_id is not None and frame["turn_id"] == turn_id:
-            if kind == "clip.speech" and result["first_clip_speech_ms"] is None:
-                result["first_clip_speech_ms"] = elapsed_ms
+            if kind == "clip.speech":
+                if result["first_clip_speech_ms"] is None:
+                    result["first_clip_speech_ms"] = elapsed_ms
+                if not video:
+                    finished.add(frame["seq"])
             elif kind == "clip.ready":
                 if result["first_clip_ready_ms"] is None:
                     result["first_clip_ready_ms"] = elapsed_ms

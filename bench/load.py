@@ -1,8 +1,15 @@
 """Bench scenario ``load``: many conversations at once through the edge's ``/ws``.
 
-For each level (1, 4, 8, 16 sessions) and with the avatar off and on, that many sockets run
-at once; each sends its next message as soon as the previous turn is complete (with the avatar
-on, once its clips are ready), ``turns`` times. Measured at the client, per turn, from the
+For each level (1, 4, 8, 16 sessions) and each avatar mode, that many sockets run at once; each
+sends its next message as soon as the previous turn is complete (with the avatar on, once its
+clips are finished), ``turns`` times. The avatar modes (``AVATAR_MODES``):
+
+- ``off``: text only;
+- ``rig``: speech and a viseme/gesture timeline per sentence, which the web page's live rig
+  draws in the browser (the page's default): no video is rendered;
+- ``video``: also an MP4 rendered per sentence (the page's video mode, and any client that does
+  not turn video off).
+ Measured at the client, per turn, from the
 send: the first ``reply.delta`` and the first ``clip.speech``. Reported per case: p50/p95 of
 both, turns per second over the case's wall time, and errors (error frames, timeouts, closed
 sockets). Issue 11's targets on 2 cores with the avatar on, at 8 sessions: first delta
@@ -25,14 +32,20 @@ from typing import Any
 from bench.edge_ws import run_ws
 
 LEVELS = (1, 4, 8, 16)
+AVATAR_MODES = ("off", "rig", "video")
 
 
 async def _session(
-    url: str, prompts: list[str], avatar: bool
+    url: str, prompts: list[str], mode: str
 ) -> tuple[list[dict[str, Any]], str | None]:
     try:
         return await run_ws(
-            url, prompts, avatar=avatar, turn_timeout_s=60, clips_timeout_s=60
+            url,
+            prompts,
+            avatar=mode != "off",
+            video=mode == "video",
+            turn_timeout_s=60,
+            clips_timeout_s=60,
         ), None
     except Exception as exc:  # a failed session counts its missing turns as errors
         return [], f"{type(exc).__name__}: {exc}"[:300]
@@ -49,11 +62,13 @@ def _conversation(prompts: list[str], index: int, case: str) -> list[str]:
     return turns
 
 
-async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) -> dict[str, Any]:
+async def run_case(url: str, prompts: list[str], sessions: int, mode: str) -> dict[str, Any]:
+    if mode not in AVATAR_MODES:
+        raise ValueError(f"avatar mode {mode!r}: expected one of {', '.join(AVATAR_MODES)}")
     started = time.perf_counter()
     outcomes = await asyncio.gather(
         *(
-            _session(url, _conversation(prompts, i, f"{sessions}/{avatar}"), avatar)
+            _session(url, _conversation(prompts, i, f"{sessions}/{mode}"), mode)
             for i in range(sessions)
         )
     )
@@ -64,13 +79,14 @@ async def run_case(url: str, prompts: list[str], sessions: int, avatar: bool) ->
     speech = [t["first_clip_speech_ms"] for t in turns if t["first_clip_speech_ms"] is not None]
     return {
         "sessions": sessions,
-        "avatar": avatar,
+        "avatar": mode,
         "turns": len(turns),
         "wall_s": round(wall_s, 2),
         "turns_per_s": round(len(turns) / wall_s, 3) if wall_s else None,
         "first_delta_ms": deltas,
         "first_clip_speech_ms": speech,
         "errors": len(failures) * len(prompts),  # a failed session completes no turn
+        "unfinished_clips": sum(t["clips"] - t["clips_finished"] for t in turns),
         "error_samples": failures[:3],
         "llm_threads": os.environ.get("AVATARCHAT_LLM_THREADS", "default"),
         "avatar_workers": os.environ.get("AVATARCHAT_AVATAR_WORKERS", "default"),
@@ -83,12 +99,12 @@ async def run(
     edge_url: str,
     prompts: list[str],
     levels: tuple[int, ...] = LEVELS,
-    avatar_modes: tuple[bool, ...] = (False, True),
+    avatar_modes: tuple[str, ...] = AVATAR_MODES,
 ) -> list[dict[str, Any]]:
     url = edge_url.replace("http", "ws", 1) + "/ws"
     await run_ws(url, prompts[:1], avatar=True)  # warm-up: connections, caches
     cases = []
-    for avatar in avatar_modes:
+    for mode in avatar_modes:
         for sessions in levels:
-            cases.append(await run_case(url, prompts, sessions, avatar))
+            cases.append(await run_case(url, prompts, sessions, mode))
     return cases

@@ -43,6 +43,7 @@ async def test_turns_with_clips(
     await bus.ensure_events_stream(js, bus.Retention())
 
     async def produce(request: avatar_pb2.GenerateClipRequest, clip_id: str) -> None:
+        # Like the avatar service: a speech-only clip is finished once its speech is ready.
         ids = {
             "clip_id": clip_id,
             "session_id": request.session_id,
@@ -52,6 +53,8 @@ async def test_turns_with_clips(
         speech = events_pb2.AvatarEvent(**ids)
         speech.speech_ready.audio_url = f"/clips/{clip_id}.wav"
         await js.publish(bus.events_subject(request.session_id), speech.SerializeToString())
+        if request.speech_only:
+            return
         await asyncio.sleep(0.05)
         ready = events_pb2.AvatarEvent(**ids)
         ready.clip_ready.video_url = f"/clips/{clip_id}.mp4"
@@ -65,10 +68,18 @@ async def test_turns_with_clips(
             "AVATARCHAT_NATS_URL": nats_server.url,
         }
     )
-    results = await edge_ws.run_ws(f"ws://{edge.host}:{edge.port}/ws", ["a", "b"], avatar=True)
+    url = f"ws://{edge.host}:{edge.port}/ws"
+    results = await edge_ws.run_ws(url, ["a", "b"], avatar=True)
     for turn in results:
-        assert turn["clips"] == 2
+        assert turn["clips"] == turn["clips_finished"] == 2
         assert turn["ttfd_ms"] <= turn["first_clip_speech_ms"] < turn["first_clip_ready_ms"]
+    # The live rig's mode: speech only, each clip finished at its clip.speech; a client that
+    # waited for clip.ready would give up after clips_timeout_s with no clip finished.
+    results = await edge_ws.run_ws(url, ["c", "d"], avatar=True, video=False, clips_timeout_s=5)
+    for turn in results:
+        assert turn["clips"] == turn["clips_finished"] == 2
+        assert turn["ttfd_ms"] <= turn["first_clip_speech_ms"]
+        assert turn["first_clip_ready_ms"] is None
     await nc.drain()
 
 
