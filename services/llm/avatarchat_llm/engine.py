@@ -1,11 +1,13 @@
 """The ``local`` backend's engine: a llama-server child process that this service supervises.
 
 - ``start`` picks a free loopback port, starts llama-server with ``--parallel`` slots and
-  continuous batching, waits for its ``/health``, then runs a warm-up generation in every slot
-  at once, each opening with the system prompt. So the service only reports SERVING once real
-  generations have worked, and every slot holds the system prompt in its KV cache: the first
-  turns of the first sessions (a new pod, a burst of users) evaluate only their own words, as
-  every later turn does (a slot's earlier conversation shares that prefix).
+  continuous batching, waits for its ``/health``, then runs a warm-up generation that opens
+  with the system prompt in slot 0, saves that slot's KV cache and restores it into every
+  other slot (llama-server's ``/slots`` API, files in a private temporary directory). So the
+  service only reports SERVING once a real generation has worked, and every slot holds the
+  system prompt: the first turns of the first sessions (a new pod, a burst of users) evaluate
+  only their own words, as every later turn does (a slot's earlier conversation shares that
+  prefix), and the warm-up costs one prompt, not one per slot.
 - The child dies with this process even on SIGKILL (``avatarchat.lifeline.spawn``:
   ``PR_SET_PDEATHSIG``), and lives in its own session, so the terminal's signals reach only us.
 - ``watch`` notices when the child dies: health goes NOT_SERVING, and the engine is restarted
@@ -23,7 +25,9 @@ import asyncio
 import collections
 import os
 import secrets
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -44,14 +48,20 @@ _log = log.get("avatarchat.llm.engine")
 CACHE_REUSE_TOKENS = 128  # min chunk llama-server shifts in its KV cache to reuse it
 WARM_UP_MESSAGE = {"role": "user", "content": "Hello!"}
 WARM_UP_TOKENS = 8
+WARM_SLOT_FILE = "warm-up.bin"  # slot 0's KV cache after the warm-up, restored into the others
 
 
 class EngineFailed(RuntimeError):
     """llama-server would not start, answer its health check, or generate."""
 
 
-def llama_server_argv(config: LocalConfig, port: int, alias: str) -> list[str]:
-    """The command line; every flag exists in the pinned llama.cpp (``llama-server --help``)."""
+def llama_server_argv(
+    config: LocalConfig, port: int, alias: str, slot_dir: Path | None = None
+) -> list[str]:
+    """The command line; every flag exists in the pinned llama.cpp (``llama-server --help``).
+
+    ``slot_dir``: where ``/slots`` may save and restore slots' KV caches (the warm-up's copy).
+    """
     threads = str(config.threads)
     return [
         str(config.binary),
@@ -70,6 +80,7 @@ def llama_server_argv(config: LocalConfig, port: int, alias: str) -> list[str]:
         "--metrics",
         "--no-webui",
         "--seed", str(config.seed),
+        *(["--slot-save-path", str(slot_dir)] if slot_dir is not None else []),
     ]  # fmt: skip
 
 
@@ -97,6 +108,7 @@ class LlamaServer:
         self._output: collections.deque[str] = collections.deque(maxlen=40)
         self._watcher: asyncio.Task[None] | None = None
         self._pump_thread: threading.Thread | None = None
+        self._slot_dir: Path | None = None  # made at start, removed at stop
 
     @property
     def url(self) -> str:
@@ -114,12 +126,14 @@ class LlamaServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Starts llama-server, waits for /health and the warm-up in every slot; then watches it."""
+        """Starts llama-server, waits for /health and the warm-up of its slots; then watches it."""
+        if self.config.slots > 1:
+            self._slot_dir = Path(tempfile.mkdtemp(prefix="avatarchat-llama-slots-"))
         await self._launch()
         self._watcher = asyncio.create_task(self._watch(), name="llama-server-watch")
 
     async def _launch(self) -> None:
-        argv = llama_server_argv(self.config, self.port, self.alias)
+        argv = llama_server_argv(self.config, self.port, self.alias, self._slot_dir)
         started = time.perf_counter()
         env = {**os.environ, "LLAMA_API_KEY": self.api_key}
         self.process = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -186,39 +200,42 @@ class LlamaServer:
                 await asyncio.sleep(0.1)
 
     async def _warm_up(self) -> str:
-        """A real generation in each slot at once (``id_slot``), kept in the slots' caches;
-        raises if one fails or none says anything. Returns the first slot's reply."""
+        """A real generation in slot 0, opening with the system prompt, then that slot's cache
+        copied into the others; raises if any step fails or the generation says nothing."""
         messages = [WARM_UP_MESSAGE]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        connector = aiohttp.TCPConnector(force_close=True, limit=0)
+        body = {
+            "model": self.alias,
+            "messages": messages,
+            "max_tokens": WARM_UP_TOKENS,
+            "id_slot": 0,
+            "cache_prompt": True,
+        }
+        connector = aiohttp.TCPConnector(force_close=True)
         timeout = aiohttp.ClientTimeout(self.config.startup_timeout_s)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            data = await self._post(http, "/v1/chat/completions", body, "the warm-up")
+            text = str(data["choices"][0]["message"].get("content") or "")
+            if not text.strip() and not data.get("usage", {}).get("completion_tokens"):
+                raise self._failure("generated nothing in its warm-up")
+            if self._slot_dir is not None:
+                file = {"filename": WARM_SLOT_FILE}
+                await self._post(http, "/slots/0?action=save", file, "saving slot 0")
+                for slot in range(1, self.config.slots):
+                    what = f"restoring slot {slot}"
+                    await self._post(http, f"/slots/{slot}?action=restore", file, what)
+        return text
 
-            async def generate(slot: int) -> dict[str, Any]:
-                body = {
-                    "model": self.alias,
-                    "messages": messages,
-                    "max_tokens": WARM_UP_TOKENS,
-                    "id_slot": slot,
-                    "cache_prompt": True,
-                }
-                async with http.post(
-                    f"{self.url}/v1/chat/completions", json=body, headers=self.auth
-                ) as response:
-                    if response.status != 200:
-                        raise self._failure(
-                            f"answered the warm-up in slot {slot} with HTTP {response.status}"
-                        )
-                    data: dict[str, Any] = await response.json()
-                    return data
-
-            replies = await asyncio.gather(*(generate(n) for n in range(self.config.slots)))
-        texts = [str(data["choices"][0]["message"].get("content") or "") for data in replies]
-        tokens = sum(int(data.get("usage", {}).get("completion_tokens") or 0) for data in replies)
-        if not any(text.strip() for text in texts) and not tokens:
-            raise self._failure("generated nothing in its warm-up")
-        return texts[0]
+    async def _post(
+        self, http: aiohttp.ClientSession, path: str, body: dict[str, Any], what: str
+    ) -> dict[str, Any]:
+        async with http.post(f"{self.url}{path}", json=body, headers=self.auth) as response:
+            if response.status != 200:
+                detail = (await response.text())[:300]
+                raise self._failure(f"answered {what} with HTTP {response.status}: {detail}")
+            data: dict[str, Any] = await response.json()
+            return data
 
     async def _watch(self) -> None:
         while True:
@@ -272,6 +289,9 @@ class LlamaServer:
                 await self._watcher
             except asyncio.CancelledError:
                 pass
+        if self._slot_dir is not None:
+            shutil.rmtree(self._slot_dir, ignore_errors=True)
+            self._slot_dir = None
         if self.process is not None:
             _log.info("llm.engine.stopped", pid=self.process.pid, code=self.process.returncode)
 

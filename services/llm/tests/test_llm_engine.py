@@ -78,7 +78,7 @@ async def test_a_real_generation_with_the_installed_build_does_not_crash() -> No
 
 async def test_every_slot_starts_with_the_system_prompt_cached() -> None:
     """A burst of first turns on a new engine (one per slot, at once) evaluates only the users'
-    words: the warm-up ran in every slot and opened with the system prompt."""
+    words: the warm-up opened with the system prompt, and its slot was copied into the others."""
     system = "You are a friendly avatar. Answer in one short sentence, in plain words."
     engine = LlamaServer(local_config(), "default", system_prompt=system)
     await engine.start()
@@ -103,8 +103,11 @@ async def test_every_slot_starts_with_the_system_prompt_cached() -> None:
             assert reply.usage is not None and reply.usage.prompt_tokens_details is not None
             cached = reply.usage.prompt_tokens_details.cached_tokens or 0
             assert cached > 20, f"{cached} of {reply.usage.prompt_tokens} tokens were cached"
+        slot_dir = engine._slot_dir
+        assert slot_dir is not None and slot_dir.is_dir()
     finally:
         await engine.stop()
+    assert not slot_dir.exists()  # the copy of the slot's cache goes with the engine
 
 
 async def health(addr: str) -> int:
