@@ -76,7 +76,9 @@ class ScriptedLlm(llm_pb2_grpc.LlmServiceServicer):
                 )
             )
             self.finished += 1
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # A cancel that arrives while gRPC writes the last delta finds this generator
+            # suspended at its yield: it is closed (GeneratorExit), not cancelled.
             self.cancelled += 1
             raise
 

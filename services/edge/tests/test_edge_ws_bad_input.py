@@ -182,9 +182,14 @@ async def test_a_client_vanishing_mid_reply_leaks_nothing(
     # Vanish: drop the TCP connection without a close handshake.
     transport = ws._response.connection.transport  # type: ignore[union-attr]
     transport.abort()
-    await eventually(
-        lambda: llm.servicer.cancelled >= 1 and not edge_tasks(), what="everything cleaned up"
-    )
+    try:
+        await eventually(lambda: llm.servicer.cancelled >= 1 and not edge_tasks())
+    except AssertionError:  # say which part did not happen
+        left = [f"{t.get_name()} ({t.get_coro()})" for t in edge_tasks()]
+        raise AssertionError(
+            f"not cleaned up within 5 s: llm calls cancelled {llm.servicer.cancelled}, "
+            f"edge tasks left {left}"
+        ) from None
     ws2, _ = await helpers.connect(text_edge)
     llm.servicer.hold = None
     await still_works(ws2, helpers)
