@@ -191,6 +191,15 @@ def assemble(spec: ModelSpec, dest: Path | None = None) -> Path:
     return dest
 
 
+def pinned_file(spec: ModelSpec, dest: Path) -> Path:
+    """A chunked model's file that matches its pin: the one at its default path if it does,
+    or else one joined anew from the checked chunks into ``dest``."""
+    path = spec.default_path()
+    if path.is_file() and sha256_of(path) == spec.sha256:
+        return path
+    return assemble(spec, dest)
+
+
 def requantize(spec: ModelSpec, dest: Path, quantizer: Path) -> Path:
     """Makes ``dest`` from the spec's source model with ``quantizer`` (llama-quantize).
 
@@ -209,9 +218,7 @@ def requantize(spec: ModelSpec, dest: Path, quantizer: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".requantize-", dir=dest.parent) as tmp:
         source = recipe.source
-        source_path = source.default_path()
-        if not (source_path.is_file() and sha256_of(source_path) == source.sha256):
-            source_path = assemble(source, Path(tmp) / source.file_name)
+        source_path = pinned_file(source, Path(tmp) / source.file_name)
         check(source, source_path)
         partial = Path(tmp) / dest.name
         argv = [str(quantizer), "--allow-requantize", *recipe.options]
@@ -277,8 +284,8 @@ def main(argv: list[str]) -> int:
         print(f"unknown model; known: {', '.join(MODELS)}", file=sys.stderr)
         return 2
     path = spec.default_path()
-    if spec.chunks and not (path.is_file() and sha256_of(path) == spec.sha256):
-        path = assemble(spec, path)
+    if spec.chunks:
+        path = pinned_file(spec, path)
     path = ensure_file(spec, path, LLAMA_CPP_DIR / "llama-quantize")
     check(spec, path)
     print(path)
