@@ -2,7 +2,7 @@
 Deployment through a headless Service: real service processes, a real nats-server.
 
 - Replies and clips are spread over both processes of each kind (``round_robin``).
-- An interrupt reaches the avatar processes doing the work, whichever they are (broadcast).
+- An interrupt reaches every avatar process (a broadcast), and each stops its clips of the session.
 - When one process of each kind is killed, the next turns all succeed on the survivors.
 
 Which process served a call is read from its own log (its one ``rpc.done`` line per call).
@@ -67,6 +67,7 @@ def _avatar(make: Any, nats_url: str, index: int) -> Any:
         "AVATARCHAT_AVATAR_PORT": str(port),
         "AVATARCHAT_AVATAR_WORKERS": "1",  # clips queue, so a cancel finds work to stop
         "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
+        "AVATARCHAT_LOG_LEVEL": "debug",  # its cancel.heard lines
     }
     return make(f"avatar-{index}", "avatarchat_avatar", env, port)
 
@@ -183,7 +184,7 @@ async def test_replies_and_clips_spread_over_every_process(pods: Pods) -> None:
     assert clips >= 4 and min(generated) >= clips // 3, generated
 
 
-async def test_an_interrupt_cancels_the_clips_on_every_process_doing_them(
+async def test_an_interrupt_reaches_every_avatar_process_and_cancels_their_clips(
     pods: Pods, nats_server: NatsServer
 ) -> None:
     env = pods.edge_env()
@@ -202,17 +203,21 @@ async def test_an_interrupt_cancels_the_clips_on_every_process_doing_them(
         assert done["clips"] >= 4, done
         await ws.send_json({"type": "interrupt"})
         # Every clip a process accepted ends, one way or the other (clips the edge had not sent
-        # yet are simply never requested).
+        # yet are simply never requested), and every process says it heard the cancel.
         accepted = lambda: sum(calls(p, "GenerateClip", sid) for p in pods.avatars)  # noqa: E731
-        await events.until(lambda: len(events.ended) >= accepted() > 0, within_s=60)
+        heard = lambda: [p.logged("cancel.heard", session_id=sid) for p in pods.avatars]  # noqa: E731
+        await events.until(
+            lambda: len(events.ended) >= accepted() > 0 and all(heard()), within_s=60
+        )
         await ws.close()
         await events.close()
     assert set(events.ended) == set(range(1, accepted() + 1)), events.ended
-    holders = [p for p in pods.avatars if calls(p, "GenerateClip", sid)]
-    assert len(holders) == 2
-    for process in holders:
-        assert process.logged("clips.cancelled", session_id=sid), process.name
-    assert events.cancelled, "no clip was cancelled"
+    assert all(calls(p, "GenerateClip", sid) for p in pods.avatars), "one process got no clip"
+    # Which clips a process has still to finish when the cancel comes depends on the cores; what
+    # does not: each hears it (a broadcast, not a queue group), and the clips they stop are the
+    # ones that end CANCELLED. The last clip was requested just before reply.done, so some are.
+    stopped = [line["cancelled"] for lines in heard() for line in lines]
+    assert sum(stopped) == len(events.cancelled) > 0, (stopped, events.ended)
 
 
 class EventLog:
