@@ -4,7 +4,9 @@ that speaks OpenAI's chat-completions API, and against a real llama-server.
 The fake serves ``POST /v1/chat/completions`` with SSE streaming (``data: {chunk}`` lines, a
 last chunk with ``usage`` and no choices when ``stream_options.include_usage`` is set, then
 ``data: [DONE]``) and OpenAI's error bodies ``{"error": {"message", "type", "code"}}``. Its
-behaviour is picked by the requested model name.
+behaviour is picked by the requested model name. A ``hang-up`` model closes the connection of
+its first request without answering, as llama-server does after each streamed reply: a client
+that reuses that connection finds it closed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ REPLY_PIECES = ["Hi", " from", " an OpenAI-compatible", " server."]
 class FakeOpenAI:
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    hung_up: int = 0
 
     def models_asked(self) -> list[str]:
         return [r["model"] for r in self.requests]
@@ -90,6 +93,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _error(503, "The server is overloaded.", "server_error", "overloaded")
     if model.startswith("slow"):
         await asyncio.sleep(5)
+    if model.startswith("hang-up") and not request.app[FAKE].hung_up:
+        request.app[FAKE].hung_up += 1
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()  # never sent: the connection is gone
     assert body["stream"] is True
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
@@ -223,14 +231,41 @@ async def test_provider_errors_become_status_codes(
         assert ("retry-after", "3") in tuple(error.trailing_metadata() or ())
 
 
+@pytest.mark.parametrize(("retries", "ok"), [("1", True), ("0", False)])
+async def test_a_connection_closed_under_a_request_is_retried(
+    fake_openai: FakeOpenAI, start_llm: Any, ask: Any, retries: str, ok: bool
+) -> None:
+    """With the default one retry, a request whose connection the server closes is sent again,
+    and the turn carries on; with none, it is a clean UNAVAILABLE that stores nothing."""
+    env = openai_env(fake_openai.url, "hang-up", AVATARCHAT_LLM_OPENAI_MAX_RETRIES=retries)
+    async with start_llm(env) as llm:
+        if ok:
+            result = await ask(llm.stub, "s1", "Hi")
+            assert result.done.text == "".join(REPLY_PIECES)
+        else:
+            assert (await failed_reply(llm.stub)).code() == grpc.StatusCode.UNAVAILABLE
+        history = await llm.stub.GetHistory(llm_pb2.GetHistoryRequest(session_id="s1"))
+    assert fake_openai.hung_up == 1 and len(fake_openai.requests) == (2 if ok else 1)
+    assert len(history.messages) == (2 if ok else 0)
+
+
 async def test_against_a_real_llama_server(start_llm: Any, ask: Any) -> None:
-    """The same backend against llama.cpp's own OpenAI-compatible server."""
+    """The same backend against llama.cpp's own OpenAI-compatible server.
+
+    It runs with the default one retry: llama-server closes the connection after each streamed
+    reply, so a client that reuses it at once can find it closed (the test before).
+    """
     local = LlmConfig.from_env({"AVATARCHAT_LLM_THREADS": "1", "AVATARCHAT_LLM_SLOTS": "2"}).local
     assert local is not None
     engine = LlamaServer(local, "qwen-0.5b")
     await engine.start()
     try:
-        env = openai_env(f"{engine.url}/v1", "qwen-0.5b", OPENAI_API_KEY=engine.api_key)
+        env = openai_env(
+            f"{engine.url}/v1",
+            "qwen-0.5b",
+            OPENAI_API_KEY=engine.api_key,
+            AVATARCHAT_LLM_OPENAI_MAX_RETRIES="1",
+        )
         async with start_llm(env) as llm:
             first = await ask(llm.stub, "oa-real", "Hi! My name is Alice.")
             second = await ask(llm.stub, "oa-real", "What is my name?")
