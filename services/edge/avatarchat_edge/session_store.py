@@ -110,7 +110,9 @@ class SessionClaims:
     async def hold(self, session_id: str, let_go: Callable[[], Awaitable[None]]) -> Hold:
         """Listens for claims on ``session_id``; ``let_go`` runs before the claimer is answered.
 
-        Raises ``NatsUnavailable`` when NATS is down.
+        The hold is in force at the server when this returns (a flush waits for it), so a claim
+        made after it, by any edge, finds this one. Raises ``NatsUnavailable`` when NATS is down
+        and the flush's error when the server does not confirm it in time.
         """
         nc = self._link.client_now()
 
@@ -127,7 +129,16 @@ class SessionClaims:
             self._handovers.add(task)
             task.add_done_callback(self._handovers.discard)
 
-        return Hold(await nc.subscribe(bus.session_claim_subject(session_id), cb=on_claim))
+        hold = Hold(await nc.subscribe(bus.session_claim_subject(session_id), cb=on_claim))
+        try:
+            # nats.py only queues the SUB for its flusher: without this, the socket could answer
+            # its client, which could resume elsewhere, before the server knew of the hold.
+            async with asyncio.timeout(self._timeout_s):
+                await nc.flush()
+        except BaseException:
+            await hold.release()
+            raise
+        return hold
 
     async def claim(self, session_id: str) -> bool:
         """Asks whichever edge holds the session to let go; True if one did.

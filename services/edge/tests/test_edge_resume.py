@@ -4,10 +4,14 @@ rest before the TTL (an injected clock stands in for the passing time)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats
 import pytest
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from avatarchat import bus
 from avatarchat.nats_server import NatsServer
@@ -93,6 +97,48 @@ async def test_a_claim_makes_the_holder_let_go_and_save(link: NatsLink) -> None:
     with pytest.raises(ProtocolError, match="unknown or has expired") as caught:
         await there.find("0" * 32, current="other")
     assert caught.value.code == ErrorCode.UNKNOWN_SESSION
+
+
+def _claim_from_elsewhere(url: str, session_id: str) -> str:
+    """Another edge's claim, from a thread with its own loop and connection."""
+
+    async def claim() -> str:
+        nc = await nats.connect(url)
+        try:
+            await nc.request(bus.session_claim_subject(session_id), b"", timeout=0.5)
+            return "answered"
+        except NoRespondersError:
+            return "nobody holds it"
+        except NatsTimeoutError:
+            return "held"  # delivered to the holder, whose loop is blocked here
+        finally:
+            await nc.close()
+
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(asyncio.run(claim())))
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+async def test_a_hold_is_in_force_at_the_server_when_it_returns(
+    link: NatsLink, fresh_nats_server: NatsServer
+) -> None:
+    """A socket answers its client once it holds the session, and the client may resume on
+    another edge at once, while this edge's loop has not run again (a busy or descheduled
+    process): that edge's claim must already find the hold."""
+    session_id = "e" * 32
+    let_go_calls: list[str] = []
+
+    async def let_go() -> None:
+        let_go_calls.append(session_id)
+
+    hold = await SessionClaims(link).hold(session_id, let_go)
+    # The claim runs while this loop is blocked: nothing this connection still had to send
+    # can reach the server in the meantime.
+    outcome = _claim_from_elsewhere(fresh_nats_server.url, session_id)
+    await hold.release()
+    assert outcome == "held"
 
 
 async def test_a_resume_with_nats_down_says_so(link: NatsLink, fresh_nats_server: Any) -> None:
