@@ -56,9 +56,11 @@ async def serve(config: EdgeConfig) -> int:
             "llm, speech and renderer without a token",
             allowed_origins=list(config.allowed_origins),
         )
+    port = runner.addresses[0][1]  # the bound one: AVATARCHAT_EDGE_PORT=0 picks a free port
     _log.info(
         "edge.serving",
-        url=f"{config.scheme}://{config.host}:{config.port}/",
+        url=f"{config.scheme}://{config.host}:{port}/",
+        port=port,
         llm=config.llm_addr,
         stt=config.stt_addr,
         avatar=config.avatar_addr,

@@ -187,6 +187,7 @@ class Peer:
 
     @property
     def addr(self) -> str:
+        assert self.port, f"{self.name} has not bound its port yet"
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
@@ -334,14 +335,23 @@ def helpers() -> Any:
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
 
 
+# The log line in which each kind of service says which port it bound.
+_BOUND = {"avatarchat_edge": "edge.serving"}
+
+
 @dataclasses.dataclass
 class ServiceProcess:
-    """One service run as ``python -m <module>``, its JSON log lines collected as they come."""
+    """One service run as ``python -m <module>``, its JSON log lines collected as they come.
+
+    Its port is 0 in ``env``: the service binds a free one and says which in its log. A port
+    chosen here and bound by the child later could be taken in between by any other process
+    (another service's llama-server did, in one run).
+    """
 
     name: str
     module: str
     env: dict[str, str]
-    port: int
+    port: int = 0  # known once the service has logged it
     proc: subprocess.Popen[bytes] | None = None
     pump: threading.Thread | None = None
     lines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -349,6 +359,7 @@ class ServiceProcess:
 
     @property
     def addr(self) -> str:
+        assert self.port, f"{self.name} has not bound its port yet"
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> ServiceProcess:
@@ -372,6 +383,8 @@ class ServiceProcess:
             except ValueError:
                 line = {"event": "text", "text": raw.decode(errors="replace").rstrip()}
             if isinstance(line, dict):
+                if line.get("event") == _BOUND.get(self.module, "service.starting"):
+                    self.port = int(line["port"])
                 with self._lock:
                     self.lines.append(line)
 
@@ -388,7 +401,7 @@ class ServiceProcess:
     async def wait_serving(self, within_s: float = 120.0) -> None:
         """Until the gRPC health service says SERVING (or the edge's /readyz says 200)."""
         deadline = time.monotonic() + within_s
-        while not await self._ready():
+        while not (self.port and await self._ready()):
             assert self.proc is not None
             if self.proc.poll() is not None:
                 tail = "\n".join(str(line) for line in self.lines[-20:])

@@ -42,16 +42,15 @@ async def edges(
 ) -> AsyncIterator[list[Any]]:
     running = []
     for name in ("edge-a", "edge-b"):
-        port = free_port()
         env = {
-            "AVATARCHAT_EDGE_PORT": str(port),
+            "AVATARCHAT_EDGE_PORT": "0",
             "AVATARCHAT_NATS_URL": fresh_nats_server.url,
             "AVATARCHAT_LLM_ADDR": llm.addr,
             "AVATARCHAT_AVATAR_ADDR": avatar.addr,
             "AVATARCHAT_STT_ADDR": "",
             "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
         }
-        running.append(service_process(name, "avatarchat_edge", env, port).start())
+        running.append(service_process(name, "avatarchat_edge", env).start())
     try:
         for edge in running:
             await edge.wait_serving(within_s=60)

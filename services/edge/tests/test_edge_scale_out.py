@@ -23,7 +23,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from avatarchat import bus
-from avatarchat.nats_server import NatsServer, free_port
+from avatarchat.nats_server import NatsServer
 from avatarchat.v1 import events_pb2
 from avatarchat_edge.app import create_app
 from avatarchat_edge.config import EdgeConfig
@@ -61,22 +61,20 @@ class Pods:
 
 
 def _avatar(make: Any, nats_url: str, index: int) -> Any:
-    port = free_port()
     env = {
         "AVATARCHAT_NATS_URL": nats_url,
-        "AVATARCHAT_AVATAR_PORT": str(port),
+        "AVATARCHAT_AVATAR_PORT": "0",
         "AVATARCHAT_AVATAR_WORKERS": "1",  # clips queue, so a cancel finds work to stop
         "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
         "AVATARCHAT_LOG_LEVEL": "debug",  # its cancel.heard lines
     }
-    return make(f"avatar-{index}", "avatarchat_avatar", env, port)
+    return make(f"avatar-{index}", "avatarchat_avatar", env)
 
 
 def _llm(make: Any, nats_url: str, index: int) -> Any:
-    port = free_port()
     env = {
         "AVATARCHAT_NATS_URL": nats_url,
-        "AVATARCHAT_LLM_PORT": str(port),
+        "AVATARCHAT_LLM_PORT": "0",
         "AVATARCHAT_LLM_METRICS_PORT": "0",
         "AVATARCHAT_LLM_MODEL": "smollm2-135m",
         "AVATARCHAT_LLM_THREADS": "1",
@@ -86,7 +84,7 @@ def _llm(make: Any, nats_url: str, index: int) -> Any:
         "AVATARCHAT_LLM_HISTORY": "nats",  # any replica can serve any session
         "AVATARCHAT_SHUTDOWN_GRACE_S": "2",
     }
-    return make(f"llm-{index}", "avatarchat_llm", env, port)
+    return make(f"llm-{index}", "avatarchat_llm", env)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
